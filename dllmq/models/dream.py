@@ -182,7 +182,11 @@ class DreamModel(PreTrainedModel):
         return self.lm_head
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states: bool = False, return_dict: bool = True, **kwargs):
+                output_hidden_states: bool = False, return_dict: bool = True,
+                logits_slice: Optional[tuple] = None, **kwargs):
+        """`logits_slice=(start, end)` computes the head only on those positions (a sampler speed-up)."""
         x, hidden = self.model(input_ids, attention_mask, position_ids, inputs_embeds, output_hidden_states)
+        if logits_slice is not None:
+            x = x[:, logits_slice[0]:logits_slice[1]]
         logits = self.lm_head(x)
         return CausalLMOutputWithPast(logits=logits, hidden_states=tuple(hidden) if hidden else None)

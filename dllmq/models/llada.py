@@ -172,7 +172,7 @@ class LLaDAModel(nn.Module):
         self.transformer = nn.ModuleDict(modules)
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states: bool = False):
+                output_hidden_states: bool = False, logits_slice: Optional[tuple] = None):
         x = self.transformer.wte(input_ids) if inputs_embeds is None else inputs_embeds
         if self.config.input_emb_norm:
             x = x * self.config.d_model ** 0.5
@@ -181,6 +181,8 @@ class LLaDAModel(nn.Module):
             x = block(x, attention_mask=attention_mask, position_ids=position_ids)
             if hidden is not None:
                 hidden.append(x)
+        if logits_slice is not None:  # samplers only need the logits of the current block
+            x = x[:, logits_slice[0]:logits_slice[1]]
         x = self.transformer.ln_f(x)
         if "ff_out" in self.transformer:
             logits = self.transformer.ff_out(x)
@@ -220,6 +222,9 @@ class LLaDAModelLM(PreTrainedModel):
         return self.model.transformer["ff_out"] if "ff_out" in self.model.transformer else None
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states: bool = False, return_dict: bool = True, **kwargs):
-        logits, hidden = self.model(input_ids, attention_mask, position_ids, inputs_embeds, output_hidden_states)
+                output_hidden_states: bool = False, return_dict: bool = True,
+                logits_slice: Optional[tuple] = None, **kwargs):
+        """`logits_slice=(start, end)` computes the head only on those positions (a sampler speed-up)."""
+        logits, hidden = self.model(input_ids, attention_mask, position_ids, inputs_embeds, output_hidden_states,
+                                    logits_slice)
         return CausalLMOutputWithPast(logits=logits, hidden_states=tuple(hidden) if hidden else None)

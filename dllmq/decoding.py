@@ -1,0 +1,412 @@
+"""Masked-diffusion samplers for LLaDA and Dream, batched, seeded, with an optional per-step trace.
+
+LLaDA (Nie et al. 2025, arXiv 2502.09992; `generate.py` of ML-GSAI/LLaDA):
+  1. canvas = prompt ++ [MASK] * gen_length; the answer is filled block by block, left to right
+     (block_length == gen_length is pure diffusion, smaller blocks are semi-autoregressive);
+  2. each block gets steps / n_blocks steps; step j unmasks quota[j] tokens, where
+     quota = block_length // steps_per_block, plus one for the first (block_length % steps_per_block) steps;
+  3. each step: one forward over the whole canvas (optional CFG), predict x0 by argmax of the logits with
+     float64 Gumbel noise (temperature), score every masked position of the current block by its
+     confidence (softmax probability of x0: "low_confidence" remasking, or a uniform draw: "random"),
+     commit the top-quota positions. Committed tokens never change.
+Dream (Ye et al. 2025, arXiv 2508.15487; `generation_utils.py`): logits shifted by one position (Dream
+was initialised from an AR model), time grid linspace(1, eps, steps+1); "origin" unmasks each masked
+position with probability 1 - s/t, the confidence algorithms ("maskgit_plus", "topk_margin", "entropy")
+commit the floor(n_masked * (1 - s/t)) most confident positions (all at the last step).
+
+Both samplers never predict the [MASK] token itself (a trained model gives it ~0 probability; a random
+or badly quantized one may not, and a committed [MASK] would break the per-step quota).
+Reference bugs avoided: CFG runs with the attention mask of a padded batch, and EOS/EoT suppression
+(`confidence_eos_eot_inf`) acts on both tokens at any temperature.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .models.layout import family_of
+
+REMASKING = ("low_confidence", "random")
+DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
+
+
+@dataclass
+class StepTrace:
+    """What one denoising step did, per row: which positions it unmasked, with which tokens and confidences.
+
+    `positions` are indices into the generated region (0..gen_length-1); `canvas` is the generated region
+    before the step (MASK where still masked)."""
+
+    step: int
+    block: int
+    positions: list  # per row: LongTensor of unmasked positions
+    tokens: list  # per row: LongTensor of committed token ids
+    confidences: list  # per row: FloatTensor
+    canvas: torch.Tensor  # (B, gen_length) before this step
+
+
+@dataclass
+class Generation:
+    """Result of `generate`: decoded answers, raw answer ids, the full canvas and the optional trace."""
+
+    text: list
+    ids: torch.Tensor  # (B, gen_length)
+    sequences: torch.Tensor  # (B, prompt_len + gen_length), left-padded prompt included
+    prompt_length: int
+    trace: Optional[list] = None
+    settings: dict = field(default_factory=dict)
+
+    def unmask_order(self) -> torch.Tensor:
+        """(B, gen_length) step index at which each answer position was committed (-1 if never traced)."""
+        if self.trace is None:
+            raise ValueError("trace=False: run generate(..., trace=True) to record the steps")
+        order = torch.full(self.ids.shape, -1, dtype=torch.long)
+        for t in self.trace:
+            for row, pos in enumerate(t.positions):
+                order[row, pos] = t.step
+        return order
+
+    def confidence_map(self) -> torch.Tensor:
+        """(B, gen_length) confidence each position had when it was committed (NaN if never traced)."""
+        if self.trace is None:
+            raise ValueError("trace=False: run generate(..., trace=True) to record the steps")
+        conf = torch.full(self.ids.shape, float("nan"))
+        for t in self.trace:
+            for row, (pos, c) in enumerate(zip(t.positions, t.confidences)):
+                conf[row, pos] = c.float().cpu()
+        return conf
+
+
+# --------------------------------------------------------------------------------------------------
+# argument checks
+
+
+def _check_llada_args(steps, gen_length, block_length, temperature, cfg_scale, remasking):
+    if not isinstance(gen_length, int) or gen_length < 1:
+        raise ValueError(f"gen_length={gen_length!r} must be a positive integer")
+    if not isinstance(block_length, int) or block_length < 1:
+        raise ValueError(f"block_length={block_length!r} must be a positive integer (use gen_length for pure diffusion)")
+    if gen_length % block_length:
+        divisors = [d for d in range(1, gen_length + 1) if gen_length % d == 0]
+        raise ValueError(f"gen_length={gen_length} is not divisible by block_length={block_length}; "
+                         f"choose block_length from {divisors[-8:]}")
+    n_blocks = gen_length // block_length
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive integer")
+    if steps % n_blocks:
+        raise ValueError(f"steps={steps} is not divisible by the number of blocks {n_blocks} "
+                         f"(= gen_length/block_length); use a multiple of {n_blocks}, e.g. {n_blocks * max(1, steps // n_blocks)}")
+    if steps > gen_length:
+        raise ValueError(f"steps={steps} exceeds gen_length={gen_length}: every step must unmask at least one "
+                         "token; use steps <= gen_length (steps == gen_length is the paper's setting)")
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy)")
+    if cfg_scale < 0:
+        raise ValueError(f"cfg_scale={cfg_scale} must be >= 0 (0 = no classifier-free guidance)")
+    if remasking not in REMASKING:
+        raise ValueError(f"remasking={remasking!r} is unknown; allowed: {REMASKING}")
+    return n_blocks
+
+
+def unmask_quota(n_masked: int, steps: int) -> list:
+    """Tokens to unmask at each of `steps` steps: the base count, +1 on the first (n_masked % steps) steps.
+
+    A linear noise schedule makes the expected number of unmasked tokens per step constant."""
+    base, remainder = divmod(n_masked, steps)
+    return [base + (1 if j < remainder else 0) for j in range(steps)]
+
+
+# --------------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def gumbel_argmax(logits: torch.Tensor, temperature: float, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """argmax of logits/T + Gumbel noise, drawn in float64 (low precision truncates the noise tail and
+    lowers the effective temperature, arXiv 2409.02908). temperature 0 is plain argmax."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.double()
+    u = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
+    # exp(l) / (-log u)^T has the same argmax as l + T * Gumbel
+    return (logits.exp() / (-torch.log(u)) ** temperature).argmax(-1)
+
+
+def _forward(model, x, attention_mask, logits_slice):
+    return model(x, attention_mask=attention_mask, logits_slice=logits_slice).logits
+
+
+def _cfg_logits(model, x, attention_mask, prompt_mask, mask_id, cfg_scale, logits_slice):
+    """Classifier-free guidance: the unconditional pass masks every prompt token; both passes share the
+    (doubled) attention mask, so padded batches stay correct."""
+    if cfg_scale == 0:
+        return _forward(model, x, attention_mask, logits_slice)
+    uncond = x.masked_fill(prompt_mask, mask_id)
+    am = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
+    logits = _forward(model, torch.cat([x, uncond]), am, logits_slice)
+    cond, unc = logits.chunk(2)
+    return unc + (cfg_scale + 1) * (cond - unc)
+
+
+# --------------------------------------------------------------------------------------------------
+# LLaDA
+
+
+@torch.no_grad()
+def llada_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, *,
+                 steps: int = 128, gen_length: int = 128, block_length: int = 128, temperature: float = 0.0,
+                 cfg_scale: float = 0.0, remasking: str = "low_confidence", mask_id: Optional[int] = None,
+                 eos_id: Optional[int] = None, eot_id: Optional[int] = None, logits_eos_inf: bool = False,
+                 confidence_eos_eot_inf: bool = False, generator: Optional[torch.Generator] = None,
+                 trace: bool = False):
+    """LLaDA's sampler on token ids. input_ids: (B, Lp) left-padded prompts. Returns (canvas, trace)."""
+    n_blocks = _check_llada_args(steps, gen_length, block_length, temperature, cfg_scale, remasking)
+    mask_id = model.config.mask_token_id if mask_id is None else mask_id
+    B, Lp = input_ids.shape
+    device = input_ids.device
+    x = torch.cat([input_ids, torch.full((B, gen_length), mask_id, dtype=torch.long, device=device)], dim=1)
+    if attention_mask is not None:
+        attention_mask = torch.cat([attention_mask, torch.ones(B, gen_length, dtype=attention_mask.dtype, device=device)], 1)
+    prompt_mask = torch.zeros_like(x, dtype=torch.bool)
+    prompt_mask[:, :Lp] = True
+    steps_per_block = steps // n_blocks
+    quota = unmask_quota(block_length, steps_per_block)
+    records = [] if trace else None
+    step_index = 0
+    for b in range(n_blocks):
+        start, end = Lp + b * block_length, Lp + (b + 1) * block_length
+        for j in range(steps_per_block):
+            logits = _cfg_logits(model, x, attention_mask, prompt_mask, mask_id, cfg_scale, (start, end))
+            logits = logits.float()  # (B, block_length, V)
+            logits[..., mask_id] = -torch.inf  # never predict [MASK] itself (a committed mask would look unmasked-able)
+            if logits_eos_inf and eos_id is not None:
+                logits[..., eos_id] = -torch.inf
+            block = x[:, start:end]
+            masked = block == mask_id  # (B, block_length)
+            x0 = gumbel_argmax(logits, temperature, generator)
+            if remasking == "low_confidence":
+                conf = F.softmax(logits, dim=-1).gather(-1, x0[..., None]).squeeze(-1)
+            else:
+                conf = torch.rand(x0.shape, device=device, generator=generator)
+            if confidence_eos_eot_inf:  # EOS/EoT predictions never win on confidence (filled last)
+                for special in (eos_id, eot_id):
+                    if special is not None:
+                        conf = conf.masked_fill(x0 == special, -torch.inf)
+            conf = conf.masked_fill(~masked, -torch.inf)
+            k = quota[j]
+            chosen = conf.topk(k, dim=-1).indices  # (B, k)
+            if records is not None:
+                picked_conf = conf.gather(1, chosen)
+                records.append(StepTrace(step=step_index, block=b,
+                                         positions=list((chosen + b * block_length).cpu()),
+                                         tokens=list(x0.gather(1, chosen).cpu()),
+                                         confidences=list(picked_conf.cpu()),
+                                         canvas=x[:, Lp:].cpu().clone()))
+            block.scatter_(1, chosen, x0.gather(1, chosen))  # writes into x (block is a view)
+            step_index += 1
+    return x, records
+
+
+# --------------------------------------------------------------------------------------------------
+# Dream
+
+
+def _filter_top_p_top_k(logits: torch.Tensor, top_p: Optional[float], top_k: Optional[int]) -> torch.Tensor:
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum > top_p
+        drop[..., 1:] = drop[..., :-1].clone()  # keep the first token that crosses top_p
+        drop[..., 0] = False
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), -torch.inf)
+    if top_k is not None and top_k > 0:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -torch.inf)
+    return logits
+
+
+def dream_sample_tokens(logits: torch.Tensor, temperature: float, top_p, top_k, alg: str,
+                        generator: Optional[torch.Generator]):
+    """(N, V) logits -> (confidence, x0) per Dream's `sample_tokens`."""
+    if temperature > 0:
+        logits = logits / temperature
+    logits = _filter_top_p_top_k(logits, top_p, top_k)
+    probs = logits.softmax(-1)
+    if temperature > 0:
+        x0 = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        conf = probs.gather(-1, x0[:, None]).squeeze(-1)
+    else:
+        conf, x0 = probs.max(-1)
+    if alg == "topk_margin":
+        top2 = probs.topk(2, dim=-1).values
+        conf = top2[:, 0] - top2[:, 1]
+    elif alg == "entropy":
+        conf = (probs * probs.clamp_min(1e-30).log()).sum(-1)  # negative entropy: higher = more certain
+    return conf, x0
+
+
+@torch.no_grad()
+def dream_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, *,
+                 steps: int = 512, gen_length: int = 512, temperature: float = 0.0, top_p: Optional[float] = None,
+                 top_k: Optional[int] = None, alg: str = "origin", alg_temp: Optional[float] = None,
+                 eps: float = 1e-3, mask_id: Optional[int] = None, generator: Optional[torch.Generator] = None,
+                 trace: bool = False):
+    """Dream's `diffusion_generate` on token ids. Returns (canvas, trace)."""
+    if alg not in DREAM_ALGS:
+        raise ValueError(f"alg={alg!r} is unknown; allowed: {DREAM_ALGS}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive integer")
+    if not isinstance(gen_length, int) or gen_length < 1:
+        raise ValueError(f"gen_length={gen_length!r} must be a positive integer")
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0")
+    mask_id = model.config.mask_token_id if mask_id is None else mask_id
+    B, Lp = input_ids.shape
+    device = input_ids.device
+    x = torch.cat([input_ids, torch.full((B, gen_length), mask_id, dtype=torch.long, device=device)], dim=1)
+    if attention_mask is not None:
+        attention_mask = torch.cat([attention_mask, torch.ones(B, gen_length, dtype=attention_mask.dtype, device=device)], 1)
+        if bool(attention_mask.all()):
+            attention_mask = None
+    timesteps = torch.linspace(1, eps, steps + 1, device=device)
+    records = [] if trace else None
+    for i in range(steps):
+        gen = x[:, Lp:]  # view
+        masked = gen == mask_id  # (B, gen_length)
+        if not masked.any():
+            break
+        # shift by one: the output at position j-1 predicts token j (only answer positions are needed)
+        logits = _forward(model, x, attention_mask, (Lp - 1, x.shape[1] - 1)).float()  # (B, gen_length, V)
+        logits[..., mask_id] = -torch.inf  # never predict [MASK] itself
+        t, s = timesteps[i].item(), timesteps[i + 1].item()
+        last = i == steps - 1
+        before = gen.clone()
+        if alg == "origin":
+            p_transfer = 1.0 if last else 1 - s / t
+            flip = (torch.rand(masked.shape, device=device, generator=generator) < p_transfer) & masked
+            conf_all, x0 = dream_sample_tokens(logits[flip], temperature, top_p, top_k, "origin", generator)
+            gen[flip] = x0
+            chosen_rows = [flip[r].nonzero().squeeze(-1) for r in range(B)]
+            conf_full = torch.full(masked.shape, float("nan"), device=device)
+            conf_full[flip] = conf_all.float()
+        else:
+            conf, x0 = dream_sample_tokens(logits[masked], temperature, top_p, top_k, alg, generator)
+            conf_full = torch.full(masked.shape, -torch.inf, device=device)
+            conf_full[masked] = conf.float()
+            x0_full = torch.full_like(gen, mask_id)
+            x0_full[masked] = x0
+            n_masked = masked.sum(-1)  # per row (equal across rows for this sampler)
+            chosen_rows = []
+            for r in range(B):
+                n = int(n_masked[r]) if last else int(n_masked[r].item() * (1 - s / t))
+                if n == 0:
+                    chosen_rows.append(torch.empty(0, dtype=torch.long, device=device))
+                    continue
+                if alg_temp:
+                    w = (conf_full[r] / alg_temp).softmax(-1)
+                    idx = torch.multinomial(w, n, replacement=False, generator=generator)
+                else:
+                    idx = conf_full[r].topk(n).indices
+                gen[r, idx] = x0_full[r, idx]
+                chosen_rows.append(idx)
+        if records is not None:
+            records.append(StepTrace(step=i, block=0, positions=[c.cpu() for c in chosen_rows],
+                                     tokens=[gen[r, c].cpu() for r, c in enumerate(chosen_rows)],
+                                     confidences=[conf_full[r, c].cpu() for r, c in enumerate(chosen_rows)],
+                                     canvas=before.cpu()))
+    return x, records
+
+
+# --------------------------------------------------------------------------------------------------
+# text in, text out
+
+
+def encode_prompts(tok, prompts: Sequence[str], chat_template: bool = False, device="cpu"):
+    """Left-padded (input_ids, attention_mask); applies the chat template when asked (Instruct models)."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, not a single string")
+    if chat_template:
+        prompts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                           tokenize=False) for p in prompts]
+    enc = tok(list(prompts), return_tensors="pt", padding=True, padding_side="left",
+              add_special_tokens=not chat_template)
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+def _decode(tok, ids: torch.Tensor, stop_at_eos: bool) -> list:
+    texts = []
+    eos = tok.eos_token_id
+    for row in ids.tolist():
+        if stop_at_eos and eos is not None and eos in row:
+            row = row[: row.index(eos)]
+        texts.append(tok.decode(row, skip_special_tokens=True))
+    return texts
+
+
+def generate(model, tok, prompts: Sequence[str], *, steps: int = 64, gen_length: int = 64,
+             block_length: Optional[int] = None, temperature: float = 0.0, cfg_scale: float = 0.0,
+             remasking: str = "low_confidence", alg: str = "entropy", alg_temp: Optional[float] = None,
+             top_p: Optional[float] = None, top_k: Optional[int] = None, seed: int = 0, trace: bool = False,
+             batch_size: Optional[int] = None, chat_template: bool = False, stop_at_eos: bool = True,
+             logits_eos_inf: bool = False, confidence_eos_eot_inf: bool = False,
+             eot_token_id: Optional[int] = None) -> Generation:
+    """Generate answers for a batch of prompts with the model family's sampler.
+
+    LLaDA uses steps / gen_length / block_length / remasking / cfg_scale; Dream uses steps / gen_length /
+    alg / alg_temp / top_p / top_k (block_length must be None or gen_length: Dream has no blocks)."""
+    family = family_of(model)
+    if family not in ("llada", "dream"):
+        raise ValueError(f"model family {family!r} is autoregressive; use model.generate for it")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1 or None (all prompts in one batch)")
+    block_length = gen_length if block_length is None else block_length
+    if family == "dream" and block_length != gen_length:
+        raise ValueError(f"block_length={block_length}: Dream's sampler has no blocks; leave it None")
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, not a single string")
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    prompts = list(prompts)
+    size = batch_size or max(1, len(prompts))
+    texts, ids, seqs, traces, prompt_len = [], [], [], [], 0
+    for lo in range(0, len(prompts), size):
+        input_ids, attention_mask = encode_prompts(tok, prompts[lo:lo + size], chat_template, device)
+        if family == "llada":
+            x, rec = llada_sample(model, input_ids, attention_mask, steps=steps, gen_length=gen_length,
+                                  block_length=block_length, temperature=temperature, cfg_scale=cfg_scale,
+                                  remasking=remasking, eos_id=tok.eos_token_id, eot_id=eot_token_id,
+                                  logits_eos_inf=logits_eos_inf, confidence_eos_eot_inf=confidence_eos_eot_inf,
+                                  generator=generator, trace=trace)
+        else:
+            x, rec = dream_sample(model, input_ids, attention_mask, steps=steps, gen_length=gen_length,
+                                  temperature=temperature, top_p=top_p, top_k=top_k, alg=alg,
+                                  alg_temp=alg_temp, generator=generator, trace=trace)
+        answer = x[:, input_ids.shape[1]:].cpu()
+        texts += _decode(tok, answer, stop_at_eos)
+        ids.append(answer)
+        seqs.append(x.cpu())
+        prompt_len = input_ids.shape[1]
+        if rec is not None:
+            traces.append(rec)
+    merged = _merge_traces(traces) if trace else None
+    sequences = seqs[0] if len(seqs) == 1 else None  # prompt lengths differ across chunks
+    settings = dict(family=family, steps=steps, gen_length=gen_length, block_length=block_length,
+                    temperature=temperature, cfg_scale=cfg_scale, remasking=remasking, alg=alg, seed=seed)
+    return Generation(text=texts, ids=torch.cat(ids), sequences=sequences, prompt_length=prompt_len,
+                      trace=merged, settings=settings)
+
+
+def _merge_traces(chunks: list) -> list:
+    """Concatenate per-chunk traces row-wise (every chunk runs the same number of steps)."""
+    if len(chunks) == 1:
+        return chunks[0]
+    merged = []
+    for steps in zip(*chunks):
+        merged.append(StepTrace(step=steps[0].step, block=steps[0].block,
+                                positions=[p for s in steps for p in s.positions],
+                                tokens=[t for s in steps for t in s.tokens],
+                                confidences=[c for s in steps for c in s.confidences],
+                                canvas=torch.cat([s.canvas for s in steps])))
+    return merged

@@ -1,0 +1,198 @@
+"""Monte-Carlo masked-diffusion log-likelihood (the ELBO LLaDA and Dream use for multiple-choice tasks).
+
+For a continuation y of length L after a context c (LLaDA, arXiv 2502.09992, Eq. 6 / `get_log_likelihood.py`):
+
+    log p(y | c)  >=  E_{k ~ U{1..L}} E_{S ⊂ y, |S| = k} [ (L / k) * sum_{i in S} log p_theta(y_i | c, y with S masked) ]
+
+Each Monte-Carlo row masks k continuation tokens (k stratified across a group of rows: one uniform draw,
+then evenly spread counts, wrapped into 1..L) and scores the masked tokens, weighted by 1/(k/L). The
+context is never masked. With L = 1 the only mask is the whole continuation and the estimate is exactly
+log softmax -- one forward, no sampling.
+
+Dream's variant (`eval/eval.py`, nll_type "mc"): stratified t_i = (u + i/b) mod 1, mask ratio
+p = (1 - eps) t + eps, each continuation token masked independently with probability p, logits shifted by
+one position, weight 1/p.
+
+Masks come from a generator seeded by (seed, token ids): two models scored with the same seed see the
+same masks (common random numbers), so FP-vs-quantized differences have low variance.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import zlib
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .models.layout import family_of
+
+
+def _request_generator(seed: int, ctx: Sequence[int], cont: Sequence[int]) -> torch.Generator:
+    key = zlib.crc32(bytes(str((list(ctx), list(cont))), "utf8"))
+    return torch.Generator().manual_seed((seed * 1_000_003 + key) % (2**63))
+
+
+def llada_mask_counts(L: int, n: int, g: torch.Generator) -> torch.Tensor:
+    """n stratified mask counts in 1..L: k ~ U{1..L}, then round(linspace(k, k + (n-1) L/n)), wrapped."""
+    k = int(torch.randint(1, L + 1, (), generator=g))
+    counts = torch.round(torch.linspace(float(k), k + (n - 1) * (L / n), n)).long()
+    return (counts - 1) % L + 1
+
+
+def llada_masks(L: int, n_samples: int, group: int, g: torch.Generator) -> tuple:
+    """(n_samples, L) boolean masks over the continuation and their ratios p = k / L."""
+    rows, ratios = [], []
+    for _ in range(n_samples // group):
+        for k in llada_mask_counts(L, group, g).tolist():
+            m = torch.zeros(L, dtype=torch.bool)
+            m[torch.randperm(L, generator=g)[:k]] = True
+            rows.append(m)
+            ratios.append(k / L)
+    return torch.stack(rows), torch.tensor(ratios)
+
+
+def dream_masks(L: int, n_samples: int, group: int, g: torch.Generator, eps: float = 1e-3) -> tuple:
+    """Dream's masks: stratified t, p = (1-eps) t + eps, tokens masked independently with probability p."""
+    rows, ratios = [], []
+    for _ in range(n_samples // group):
+        u = float(torch.rand((), generator=g))
+        t = (u + torch.arange(group) / group) % 1.0
+        p = (1 - eps) * t + eps
+        rows.append(torch.rand(group, L, generator=g) < p[:, None])
+        ratios.append(p)
+    return torch.cat(rows), torch.cat(ratios)
+
+
+@torch.no_grad()
+def _score_rows(model, rows: list, family: str, mask_id: int, cfg_scale: float, pad_id: int) -> list:
+    """rows: (ctx_ids, cont_ids, cont_mask, ratio). Returns the weighted masked CE sum per row."""
+    device = next(model.parameters()).device
+    T = max(len(c) + len(y) for c, y, _, _ in rows)
+    x = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    am = torch.zeros((len(rows), T), dtype=torch.long)
+    target = torch.full((len(rows), T), -100, dtype=torch.long)  # CE target at masked positions only
+    weight = torch.zeros((len(rows), T))
+    prompt = torch.zeros((len(rows), T), dtype=torch.bool)
+    for r, (ctx, cont, mask, ratio) in enumerate(rows):
+        n = len(ctx) + len(cont)
+        seq = torch.tensor(list(ctx) + list(cont))
+        pos = torch.arange(len(ctx), n)[mask]
+        x[r, :n] = seq
+        x[r, pos] = mask_id
+        am[r, :n] = 1
+        target[r, pos] = seq[pos]
+        weight[r, pos] = 1.0 / float(ratio)
+        prompt[r, :len(ctx)] = True
+    x, am = x.to(device), am.to(device)
+    padded = bool((am == 0).any())
+    if cfg_scale > 0:
+        uncond = x.masked_fill(prompt.to(device), mask_id)
+        both_am = torch.cat([am, am]) if padded else None
+        logits = model(torch.cat([x, uncond]), attention_mask=both_am).logits.float()
+        cond, unc = logits.chunk(2)
+        logits = unc + (cfg_scale + 1) * (cond - unc)
+    else:
+        logits = model(x, attention_mask=am if padded else None).logits.float()  # (R, T, V)
+    if family == "dream":  # the output at j-1 predicts token j
+        logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+    ce = F.cross_entropy(logits.transpose(1, 2), target.to(device), ignore_index=-100, reduction="none")  # (R, T)
+    return (ce.cpu() * weight).sum(-1).tolist()
+
+
+def mc_loglikelihood(model, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *,
+                     mc_samples: int = 128, batch_size: int = 32, group_size: Optional[int] = None, seed: int = 0,
+                     cfg_scale: float = 0.0, mask_id: Optional[int] = None, pad_id: int = 0,
+                     eps: float = 1e-3, progress: bool = False) -> list:
+    """Token-level estimator: returns [(log-likelihood estimate, standard error)] per request.
+
+    batch_size rows (from any requests) go through the model per forward; group_size (default
+    min(batch_size, mc_samples), as the reference) is the stratification group and must divide mc_samples."""
+    family = family_of(model)
+    if family not in ("llada", "dream"):
+        raise ValueError(f"model family {family!r} is autoregressive; score it with its causal log-probs")
+    if len(contexts) != len(continuations):
+        raise ValueError(f"contexts ({len(contexts)}) and continuations ({len(continuations)}) differ in length")
+    if mc_samples < 1 or batch_size < 1:
+        raise ValueError(f"mc_samples={mc_samples} and batch_size={batch_size} must be >= 1")
+    group = group_size or min(batch_size, mc_samples)
+    if mc_samples % group:
+        raise ValueError(f"mc_samples={mc_samples} must be a multiple of group_size={group}")
+    mask_id = model.config.mask_token_id if mask_id is None else mask_id
+    rows, owner = [], []
+    for i, (ctx, cont) in enumerate(zip(contexts, continuations)):
+        ctx, cont = list(ctx), list(cont)
+        if not cont:
+            raise ValueError(f"continuation {i} is empty")
+        if family == "dream" and not ctx:
+            raise ValueError(f"context {i} is empty: Dream's shifted logits need at least one context token (e.g. BOS)")
+        L = len(cont)
+        if L == 1:  # exact: the single token is always masked, ratio 1
+            masks, ratios = torch.ones(1, 1, dtype=torch.bool), torch.ones(1)
+        else:
+            g = _request_generator(seed, ctx, cont)
+            make = llada_masks if family == "llada" else dream_masks
+            masks, ratios = make(L, mc_samples, group, g) if family == "llada" else make(L, mc_samples, group, g, eps)
+        for m, p in zip(masks, ratios.tolist()):
+            rows.append((ctx, cont, m, p))
+            owner.append(i)
+    losses = []
+    chunks = range(0, len(rows), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        chunks = tqdm(chunks, desc="MC likelihood", unit="batch")
+    for lo in chunks:
+        losses += _score_rows(model, rows[lo:lo + batch_size], family, mask_id, cfg_scale, pad_id)
+    per_request = [[] for _ in contexts]
+    for i, loss in zip(owner, losses):
+        per_request[i].append(-loss)
+    out = []
+    for vals in per_request:
+        v = torch.tensor(vals, dtype=torch.float64)
+        se = float(v.std(unbiased=True) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+        out.append((float(v.mean()), se))
+    return out
+
+
+def encode_pair(tok, context: str, continuation: str) -> tuple:
+    """Token ids of (context, continuation) as lm-eval splits them: trailing spaces of the context move to
+    the continuation, and the continuation is what the joint encoding adds after the context."""
+    n_spaces = len(context) - len(context.rstrip(" "))
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    whole = tok(context + continuation)["input_ids"]
+    ctx = tok(context)["input_ids"]
+    return ctx, whole[len(ctx):]
+
+
+def loglikelihood(model, tok, pairs: Sequence[tuple], *, mc_samples: int = 128, batch_size: int = 32,
+                  seed: int = 0, cfg_scale: float = 0.0, return_stderr: bool = False, progress: bool = False):
+    """log p(continuation | context) for (context, continuation) string pairs, by the MC masked ELBO.
+
+    Returns a list of floats, or of (value, stderr) with return_stderr=True."""
+    encoded = [encode_pair(tok, c, y) for c, y in pairs]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    res = mc_loglikelihood(model, [c for c, _ in encoded], [y for _, y in encoded], mc_samples=mc_samples,
+                           batch_size=batch_size, seed=seed, cfg_scale=cfg_scale, pad_id=pad, progress=progress)
+    return res if return_stderr else [v for v, _ in res]
+
+
+@torch.no_grad()
+def exact_elbo(model, context: Sequence[int], continuation: Sequence[int]) -> float:
+    """The LLaDA ELBO computed exactly by enumerating every mask (2^L - 1 forwards; for L <= ~10).
+
+    (1/L) sum_k (L/k) mean_{|S|=k} sum_{i in S} log p(y_i | c, y_{S masked}) -- the quantity
+    `mc_loglikelihood` estimates; used by tests and the evaluation notebook."""
+    L = len(continuation)
+    total = 0.0
+    for k in range(1, L + 1):
+        subsets = list(itertools.combinations(range(L), k))
+        rows = []
+        for S in subsets:
+            m = torch.zeros(L, dtype=torch.bool)
+            m[list(S)] = True
+            rows.append((list(context), list(continuation), m, k / L))
+        losses = _score_rows(model, rows, family_of(model), model.config.mask_token_id, 0.0, 0)
+        total += -sum(losses) / len(subsets) / L
+    return total

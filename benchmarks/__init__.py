@@ -1,0 +1,1 @@
+"""Benchmarks: each bench_*.py reports ratios against a baseline run in the same process."""

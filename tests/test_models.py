@@ -164,3 +164,21 @@ def test_attention_is_bidirectional():
 def test_tiny_config_rejects_unknown_family():
     with pytest.raises(ValueError, match="family"):
         tiny_config("gpt2")
+
+
+def test_dream_style_tokenizer_loads_without_remote_code(tmp_path):
+    """Dream's tokenizer_config.json names a remote-code class; we load its BPE files with Qwen2's tokenizer."""
+    vocab = {c: i for i, c in enumerate("abcdefghijklmnopqrstuvwxyzĠ")}
+    vocab["ab"] = 27
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\na b\n")
+    special = {"special": True, "lstrip": False, "rstrip": False, "normalized": False, "single_word": False}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "DreamTokenizer",
+        "auto_map": {"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
+        "added_tokens_decoder": {"28": {"content": "<|endoftext|>", **special}, "29": {"content": "<|mask|>", **special}},
+        "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "mask_token": "<|mask|>"}))
+    from dllmq.models import load_tokenizer
+    tok = load_tokenizer(tmp_path)
+    assert tok("abc").input_ids == [27, 2]
+    assert tok.mask_token_id == 29 and tok.eos_token_id == 28

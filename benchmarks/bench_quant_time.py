@@ -1,0 +1,84 @@
+"""Quantization time of the weight-activation methods, as ratios of RTN timed in the same process.
+
+    .venv/bin/python benchmarks/bench_quant_time.py [--model tiny] [--smollm2] [--setting w4a4]
+        [--n 8] [--len 128] [--steps 256]
+
+Each method quantizes a fresh deep copy of the model with the paper's preset (DuQuant's block size is
+reduced where the model is too small for 128, and QuaRot gets hadamard_fallback=orthogonal where the
+head count has no Hadamard matrix, e.g. SmolLM2's 9 heads). RTN is given the same calibration tokens,
+so it also walks the blocks once (it measures per-layer errors), which makes the ratio a fair comparison
+of the extra work each method does.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+
+from dllmq.calibration import get_calibration
+from dllmq.models import get_layout, load_model
+from dllmq.quant import Recipe, quantize
+from dllmq.quant.hadamard import is_supported
+
+METHODS = ("rtn", "smoothquant", "quarot", "duquant")
+
+
+def recipe_for(method: str, setting: str, layout, steps: int) -> Recipe:
+    """The paper preset of `method`, adapted to the model's sizes (see the module docstring)."""
+    if method == "rtn":
+        return Recipe.parse(f"rtn:{setting}")
+    recipe = Recipe.paper(method, setting)
+    knobs = dict(recipe.knobs)
+    if method == "duquant":
+        dims = [layout.hidden_size, layout.intermediate_size]
+        knobs["block_size"] = next(b for b in (128, 64, 32, 16, 8) if all(d % b == 0 for d in dims))
+        knobs["rotation_steps"] = steps
+    if method == "quarot" and not is_supported(layout.n_heads):
+        knobs["hadamard_fallback"] = "orthogonal"
+    return recipe.with_(knobs=knobs)
+
+
+def time_methods(model, tok, setting: str, n: int, seq_len: int, steps: int, source: str) -> list:
+    calib = get_calibration(source, tok, n_samples=n, seq_len=seq_len, seed=0)
+    layout = get_layout(model)
+    rows = []
+    for method in METHODS:
+        recipe = recipe_for(method, setting, layout, steps)
+        m = copy.deepcopy(model)
+        t0 = time.perf_counter()
+        quantize(m, recipe, calib)
+        rows.append((str(recipe), time.perf_counter() - t0))
+        del m
+    return rows
+
+
+def show(name: str, rows: list) -> None:
+    base = rows[0][1]
+    print(f"\n{name}: quantization time (ratio = time / RTN time, same process)")
+    print(f"{'recipe':<64} {'seconds':>9} {'x RTN':>7}")
+    for recipe, t in rows:
+        print(f"{recipe:<64} {t:>9.2f} {t / base:>7.1f}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny", help="tiny model name (tiny, tiny-random, ...)")
+    ap.add_argument("--smollm2", action="store_true", help="also time SmolLM2-135M (slow on a CPU)")
+    ap.add_argument("--setting", default="w4a4", choices=["w8a8", "w4a4"])
+    ap.add_argument("--n", type=int, default=8, help="calibration samples")
+    ap.add_argument("--len", type=int, default=128, help="calibration sequence length")
+    ap.add_argument("--steps", type=int, default=256, help="DuQuant greedy rotation steps")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    model, tok = load_model(args.model, device="cpu")
+    show(args.model, time_methods(model, tok, args.setting, args.n, args.len, args.steps, "text"))
+    if args.smollm2:
+        model, tok = load_model("smollm2-135m", device="cpu")
+        show("smollm2-135m", time_methods(model, tok, args.setting, args.n, args.len, args.steps, "text"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

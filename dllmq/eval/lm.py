@@ -1,0 +1,192 @@
+"""The lm-eval model class for diffusion LLMs (LLaDA, Dream), registered as "dllmq".
+
+lm-eval asks a model three things; a dLLM answers them with its own machinery:
+  loglikelihood          the Monte-Carlo masked ELBO (`dllmq.likelihood`, exact for one-token answers)
+  loglikelihood_rolling  the same ELBO over windows of the text (perplexity tasks)
+  generate_until         the family's denoising sampler (`dllmq.decoding.generate`), cut at the stop strings
+
+Build it from model args (`--model dllmq --model_args pretrained=tiny,mc_samples=128,...`) or from an
+in-memory (model, tokenizer), e.g. a fake-quantized model: `DllmqLM(model=qmodel, tokenizer=tok)`.
+
+Decoding settings: a value given to the class (model args) wins; else the task's generation_kwargs
+(`max_gen_toks` -> gen_length, and `steps`, `block_length`); else steps = block_length = gen_length
+(one token per step, pure diffusion, as the LLaDA evaluation). Chat models: use lm-eval's
+`--apply_chat_template` (this class implements `apply_chat_template`). is_greedy is not computed (always False),
+as in LLaDA's evaluation with is_check_greedy=False: no TinyBench or paper metric uses it.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import torch
+from lm_eval.api.model import LM
+from lm_eval.api.registry import register_model
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+from tqdm.auto import tqdm
+
+from ..decoding import REMASKING, generate
+from ..likelihood import encode_pair, mc_loglikelihood
+from ..models.layout import family_of
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+DEFAULT_GEN_LENGTH = 256
+
+
+def _positive_int(name: str, value, allow_none: bool = True) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    try:
+        ivalue = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} must be a positive integer") from None
+    if ivalue < 1 or ivalue != float(value):
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+    return ivalue
+
+
+@register_model("dllmq")
+class DllmqLM(LM):
+    """lm-eval `LM` over a native LLaDA or Dream model (see the module docstring)."""
+
+    def __init__(self, pretrained: str = "tiny", model=None, tokenizer=None, device: Optional[str] = None,
+                 dtype: Optional[str] = None, mc_samples: int = 128, batch_size=32, gen_batch_size=None,
+                 steps=None, gen_length=None, block_length=None, remasking: str = "low_confidence",
+                 cfg_scale: float = 0.0, temperature: float = 0.0, alg: str = "entropy", seed: int = 0,
+                 max_length=None, progress: bool = True, max_batch_size=None):
+        super().__init__()
+        # 1. the model: in memory, or loaded by name (tiny, a hub id, a local dir)
+        if (model is None) != (tokenizer is None):
+            raise ValueError("pass both model= and tokenizer= (an in-memory model), or neither (pretrained=NAME)")
+        if model is None:
+            from ..models import load_model
+            if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
+                warnings.warn(f"device={device!r} but no GPU is visible (lm-eval's CLI default is cuda); using cpu")
+                device = "cpu"
+            if dtype is not None and str(dtype) not in DTYPES and str(dtype) != "auto":
+                raise ValueError(f"dtype={dtype!r} is unknown; allowed: {sorted(DTYPES)} or 'auto'")
+            torch_dtype = DTYPES.get(str(dtype)) if dtype is not None else None
+            model, tokenizer = load_model(str(pretrained), device=device, dtype=torch_dtype)
+        self.family = family_of(model)
+        if self.family not in ("llada", "dream"):
+            raise ValueError(f"DllmqLM needs a diffusion LM (llada or dream); got family {self.family!r}. "
+                             "Evaluate autoregressive baselines with lm-eval's own 'hf' model.")
+        self.model, self.tok = model.eval(), tokenizer
+        self._device = next(model.parameters()).device
+        # 2. likelihood and decoding settings, checked once
+        self.mc_samples = _positive_int("mc_samples", mc_samples, allow_none=False)
+        if str(batch_size).startswith("auto"):
+            batch_size = 32
+        self.batch_size = _positive_int("batch_size", batch_size, allow_none=False)
+        self.gen_batch_size = _positive_int("gen_batch_size", gen_batch_size) or self.batch_size
+        self.steps = _positive_int("steps", steps)
+        self.gen_length = _positive_int("gen_length", gen_length)
+        self.block_length = _positive_int("block_length", block_length)
+        if remasking not in REMASKING:
+            raise ValueError(f"remasking={remasking!r} is unknown; allowed: {REMASKING}")
+        self.remasking, self.alg = remasking, alg
+        self.cfg_scale, self.temperature, self.seed = float(cfg_scale), float(temperature), int(seed)
+        limit = getattr(model.config, "max_sequence_length", None) or getattr(model.config, "max_position_embeddings", 4096)
+        self.max_length = _positive_int("max_length", max_length) or int(limit)
+        self.progress = bool(progress)
+
+    # ------------------------------------------------------------------------------------------------
+    @property
+    def tokenizer_name(self) -> str:
+        return str(getattr(self.tok, "name_or_path", "dllmq")).replace("/", "__")
+
+    def apply_chat_template(self, chat_history: list, add_generation_prompt: bool = True) -> str:
+        return self.tok.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def chat_template(self, chat_template=False):
+        return getattr(self.tok, "chat_template", None) if chat_template else None
+
+    # ------------------------------------------------------------------------------------------------
+    def _score(self, contexts: list, continuations: list, disable_tqdm: bool) -> list:
+        return mc_loglikelihood(self.model, contexts, continuations, mc_samples=self.mc_samples,
+                                batch_size=self.batch_size, seed=self.seed, cfg_scale=self.cfg_scale,
+                                pad_id=self.tok.pad_token_id or 0, progress=self.progress and not disable_tqdm)
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list:
+        """[(log p(continuation | context) by the MC masked ELBO, False)] per request."""
+        pairs = [encode_pair(self.tok, ctx, cont) for ctx, cont in (r.args for r in requests)]
+        room = self.max_length
+        ctxs = [c[-max(1, room - len(y)):] if len(c) + len(y) > room else c for c, y in pairs]  # keep the end
+        if self.family == "dream":  # Dream's shifted logits need one token before the continuation
+            lead = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
+            ctxs = [c if c else [lead] for c in ctxs]
+        scores = self._score(ctxs, [y for _, y in pairs], disable_tqdm)
+        out = [(value, False) for value, _ in scores]
+        for r, o in zip(requests, out):
+            self.cache_hook.add_partial("loglikelihood", r.args, o)
+        return out
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list:
+        """Sum of the ELBO over disjoint windows of at most max_length tokens (each with maximal context)."""
+        prefix = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
+        ctxs, conts, owner = [], [], []
+        for i, r in enumerate(requests):
+            ids = self.tok(r.args[0], add_special_tokens=False)["input_ids"]
+            windows = get_rolling_token_windows(ids, prefix, self.max_length, context_len=1)
+            for j, (ctx, cont) in enumerate(map(make_disjoint_window, windows)):
+                first_llada = j == 0 and self.family == "llada"  # LLaDA needs no prefix token: empty context
+                ctxs.append([] if first_llada else list(ctx))
+                conts.append(list(cont))
+                owner.append(i)
+        scores = self._score(ctxs, conts, disable_tqdm)
+        totals = [0.0] * len(requests)
+        for i, (value, _) in zip(owner, scores):
+            totals[i] += value
+        for r, t in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", r.args, t)
+        return totals
+
+    # ------------------------------------------------------------------------------------------------
+    def decoding_for(self, gen_kwargs: dict) -> dict:
+        """The sampler settings of one request: model args, else the task's kwargs, else gen_length."""
+        gen_length = self.gen_length or _positive_int("max_gen_toks", gen_kwargs.get("max_gen_toks")) or DEFAULT_GEN_LENGTH
+        steps = self.steps or _positive_int("steps", gen_kwargs.get("steps")) or gen_length
+        block = self.block_length or _positive_int("block_length", gen_kwargs.get("block_length")) or gen_length
+        temperature = self.temperature if self.temperature else float(gen_kwargs.get("temperature", 0.0) or 0.0)
+        settings = dict(steps=steps, gen_length=gen_length, temperature=temperature, cfg_scale=self.cfg_scale)
+        if self.family == "llada":
+            settings.update(block_length=block, remasking=self.remasking)
+        else:
+            settings.update(alg=self.alg)
+        return settings
+
+    def _fit(self, context: str, gen_length: int) -> str:
+        """Keep the last tokens of a prompt that would not fit the model's context with the answer."""
+        ids = self.tok(context, add_special_tokens=False)["input_ids"]
+        room = self.max_length - gen_length
+        if room < 1:
+            raise ValueError(f"gen_length={gen_length} leaves no room for the prompt (max_length={self.max_length})")
+        return context if len(ids) <= room else self.tok.decode(ids[-room:])
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list:
+        """Denoise an answer per request, batched by identical settings, cut at EOS and the stop strings."""
+        jobs = {}
+        for i, r in enumerate(requests):
+            context, gen_kwargs = r.args
+            gen_kwargs = dict(gen_kwargs or {})
+            until = gen_kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            key = tuple(sorted(self.decoding_for(gen_kwargs).items()))
+            jobs.setdefault(key, []).append((i, context, until))
+        out = [None] * len(requests)
+        batches = [(key, items[lo:lo + self.gen_batch_size]) for key, items in jobs.items()
+                   for lo in range(0, len(items), self.gen_batch_size)]
+        bar = tqdm(batches, desc="generate_until", unit="batch", disable=disable_tqdm or not self.progress)
+        for key, chunk in bar:
+            settings = dict(key)
+            chunk = sorted(chunk, key=lambda job: len(job[1]))  # similar lengths -> less padding
+            prompts = [self._fit(ctx, settings["gen_length"]) for _, ctx, _ in chunk]
+            gen = generate(self.model, self.tok, prompts, seed=self.seed, **settings)
+            for (i, _, until), text in zip(chunk, gen.text):
+                for stop in until:
+                    if stop:
+                        text = text.split(stop)[0]
+                out[i] = text
+                self.cache_hook.add_partial("generate_until", requests[i].args, text)
+        return out

@@ -1,0 +1,1 @@
+"""Automatic checkers for the notebook exercises (one module per notebook)."""

@@ -1,0 +1,70 @@
+"""Post-training quantization: one entry point, one file per method.
+
+    recipe = Recipe.parse("gptq:w4a16g128")          # or Recipe.paper("duquant", "w4a4")
+    model, report = quantize(model, recipe, calib)   # calib: LongTensor (n, T), or tok= to draw recipe.calib
+    print(report)                                    # per-layer relative output error and time
+
+Methods (registry.METHODS): rtn, gptq, awq (weight-only) and smoothquant, quarot, duquant (weight-activation).
+Each module's `apply(model, layout, recipe, calib, **options) -> QuantReport` quantizes in place.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+
+from .qlinear import QuantLinear, quantized_linears, register_module
+from .quantizer import ActQuantizer, QuantSpec, fake_quantize
+from .recipe import CalibSpec, Recipe
+from .registry import METHODS, get_method, needs_calibration
+from .report import QuantReport
+
+__all__ = ["quantize", "Recipe", "CalibSpec", "QuantLinear", "QuantSpec", "ActQuantizer", "fake_quantize",
+           "QuantReport", "METHODS", "register_module", "quantized_linears", "check_fits"]
+
+
+def check_fits(layout, recipe: Recipe) -> None:
+    """Clear error when the recipe cannot quantize this model (e.g. a group size not dividing in_features)."""
+    if recipe.group_size is None:
+        return
+    for block in layout.blocks:
+        for role, lin in block.linears.items():
+            if lin.in_features % recipe.group_size:
+                raise ValueError(f"group_size={recipe.group_size} does not divide in_features={lin.in_features} of "
+                                 f"block {block.index} role {role!r}; pick a divisor of every in_features")
+
+
+def quantize(model: nn.Module, recipe: Union[str, Recipe], calib: Optional[torch.Tensor] = None, *, tok=None,
+             device=None, batch_size: int = 8, **options) -> tuple:
+    """Quantize `model` in place with `recipe`; returns (model, QuantReport).
+
+    calib: calibration token ids (n, T). When None and the method needs calibration, `tok` is used to draw
+    `recipe.calib` with dllmq.get_calibration. device: where blocks compute (CPU models stream to a GPU).
+    Embeddings, the final norm and the LM head stay in full precision."""
+    from ..models import get_layout
+
+    recipe = Recipe.parse(recipe)
+    layout = get_layout(model)
+    check_fits(layout, recipe)
+    method = get_method(recipe.method)
+    if calib is None and needs_calibration(recipe.method):
+        if tok is None:
+            raise ValueError(f"method {recipe.method!r} needs calibration data: pass calib= (LongTensor (n, T)) "
+                             f"or tok= to draw {recipe.calib} with dllmq.get_calibration")
+        from ..calibration import calibration_for
+        calib = calibration_for(recipe, tok)
+    accepted = inspect.signature(method.apply).parameters
+    takes_all = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
+    opts = {"device": device, "batch_size": batch_size, **options}
+    opts = {k: v for k, v in opts.items() if takes_all or k in accepted}
+    t0 = time.perf_counter()
+    report = method.apply(model, layout, recipe, calib, **opts)
+    if report is None:
+        report = QuantReport(recipe=str(recipe), method=recipe.method)
+    report.recipe, report.method = str(recipe), recipe.method
+    report.total_time_s = time.perf_counter() - t0
+    model.dllmq_recipe = str(recipe)
+    return model, report

@@ -1,0 +1,392 @@
+"""Recipe: everything that defines one quantization run, as a frozen dataclass and a short string.
+
+String form (round-trips through `Recipe.parse` / `str`):
+
+    METHOD:SETTING[:OPTION,OPTION,...]
+
+    SETTING   w{W}a{A}[g{G}][kv{K}]        w4a16g128, w3a16g128, w8a8, w4a4, w4a4kv4
+              no g -> per-channel weights; a16 -> weight-only
+    OPTION    sym | asym                   weight quantizer symmetric / asymmetric
+              a_sym | a_asym               activation quantizer
+              conv=signed|gptq             symmetric convention (see quantizer.py), default signed
+              wclip=0.8|mse                weight clip ratio or MSE grid search
+              aclip=0.9                    activation clip ratio
+              q=8, kv=8                    attention matmul inputs: query bits, key/value bits
+              calib=wikitext2|pileval|c4|text|tiny  n=128  len=2048  seed=0  mask=0.5|uniform
+              NAME[=VALUE]                 a method knob (e.g. act_order, damp=0.05, alpha=0.85)
+
+    "gptq:w4a16g128"                       the paper's GPTQ at W4A16 g128
+    "gptq:w4a16g128:sym,conv=gptq"         ... as the released code runs it (AutoGPTQ sym=True)
+    "gptq:w3a16g128:act_order,static_groups,calib=tiny,n=32,len=256"
+
+Unspecified fields take the *method defaults* below, which are the paper's configuration of that
+method (arXiv 2508.14896 Sec. 4.1 and App. A; `reference/paper.md` §2.3), so
+`str(Recipe.paper("gptq", "w4a16g128")) == "gptq:w4a16g128"`. `str()` prints only what differs.
+
+`Recipe.paper(method, setting, variant="paper")` returns the paper's configuration; variant="code"
+applies what the released code (FelixMessi/QDLM) actually does where it differs:
+    gptq     paper: asymmetric          code: symmetric, AutoGPTQ's unsigned grid (sym, conv=gptq)
+    quarot   paper: 128 x 2048 tokens   code: calibration windows of 4096 tokens (model.seqlen = 4096)
+Details the paper leaves open follow the code in both variants (DuQuant/SmoothQuant calibration seed 2,
+Q/K/V attention inputs quantized at the activation bits for SmoothQuant and DuQuant, K/V for QuaRot).
+RTN has no row in the paper; its presets are the de-facto baselines (AWQ's asymmetric g128
+pseudo-quantizer for weight-only; per-channel W, per-token A, both asymmetric, for W-A).
+Known, unverified code quirk not modelled: QDLM's AutoGPTQ LLaDA definition names q/k/v
+`attn_q/k/v`, which would leave them unquantized (reference/ptq.md §L.4).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping, Optional, Union
+
+from ..calibration import CALIB_SOURCES
+from .quantizer import DEFAULT_SYM_CONVENTION, SYM_CONVENTIONS, ActQuantizer, QuantSpec, check_bits, check_clip
+from .registry import METHODS, WEIGHT_ACTIVATION_METHODS, WEIGHT_ONLY_METHODS, check_method, method_knobs
+
+PAPER_SETTINGS = ("w4a16g128", "w3a16g128", "w8a8", "w4a4")
+PAPER_METHOD_SETTINGS = {
+    "rtn": PAPER_SETTINGS,  # not in the paper: baseline presets
+    "gptq": ("w4a16g128", "w3a16g128"),
+    "awq": ("w4a16g128", "w3a16g128"),
+    "smoothquant": ("w8a8", "w4a4"),
+    "quarot": ("w8a8", "w4a4"),
+    "duquant": ("w8a8", "w4a4"),
+}
+VARIANTS = ("paper", "code")
+
+
+@dataclass(frozen=True)
+class CalibSpec:
+    """Calibration set: `get_calibration(source, tok, n_samples, seq_len, seed, mask_ratio)`."""
+
+    source: str = "wikitext2"
+    n_samples: int = 128
+    seq_len: int = 2048
+    seed: int = 0
+    mask_ratio: Union[None, float, str] = None  # None = clean text (as the paper); float or "uniform"
+
+    def __post_init__(self):
+        if self.source not in CALIB_SOURCES:
+            raise ValueError(f"calib source={self.source!r} is unknown; allowed: {CALIB_SOURCES}")
+        for name in ("n_samples", "seq_len", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
+                raise ValueError(f"calib {name}={value!r} must be a {'non-negative' if name == 'seed' else 'positive'} int")
+        m = self.mask_ratio
+        if not (m is None or m == "uniform" or (isinstance(m, float) and 0.0 < m <= 1.0)):
+            raise ValueError(f"calib mask_ratio={m!r} is invalid; allowed: None, a float in (0, 1], 'uniform'")
+
+
+_WIKI = CalibSpec("wikitext2", 128, 2048, 0)
+# The paper's configuration of each method (fields other than bits/group).
+METHOD_DEFAULTS: dict = {
+    "rtn": dict(calib=_WIKI),
+    "gptq": dict(calib=_WIKI),
+    "awq": dict(calib=CalibSpec("pileval", 128, 512, 42)),
+    "smoothquant": dict(calib=replace(_WIKI, seed=2)),
+    "quarot": dict(w_sym=True, a_sym=True, w_clip="mse", calib=_WIKI),
+    "duquant": dict(w_clip=0.8, a_clip=0.9, calib=replace(_WIKI, seed=2)),
+}
+# Method knobs and their paper values. A method module may add more in its own KNOBS mapping.
+KNOB_DEFAULTS: dict = {
+    "rtn": {},
+    "gptq": dict(damp=0.01, block_size=128, act_order=False, static_groups=False, true_sequential=True),
+    "awq": dict(n_grid=20, clip=True, clip_grid=20, max_shrink=0.5, clip_tokens=512),
+    "smoothquant": dict(alpha=0.5),
+    "quarot": dict(weights="gptq", damp=0.01, rotation="hadamard"),
+    "duquant": dict(alpha=0.5, block_size=128, rotation_steps=256, permutation_times=1),
+}
+
+_SETTING_RE = re.compile(r"^w(\d+)a(\d+)(?:g(\d+))?(?:kv(\d+))?$")
+_CALIB_KEYS = {"calib": "source", "n": "n_samples", "len": "seq_len", "seed": "seed", "mask": "mask_ratio"}
+
+
+def _as_value(text: str, like: Any, name: str) -> Any:
+    """Parse an option value to the type of `like` (its default)."""
+    if isinstance(like, bool):
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"knob {name}={text!r} must be a bool (true/false)")
+    try:
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float):
+            return float(text)
+    except ValueError:
+        raise ValueError(f"knob {name}={text!r} must be a {type(like).__name__}") from None
+    return text
+
+
+def _coerce_knob(name: str, value: Any, like: Any) -> Any:
+    """Check/convert a knob value to the type of its default `like` (None: any JSON scalar)."""
+    if isinstance(value, str) and like is not None and not isinstance(like, str):
+        return _as_value(value, like, name)
+    if like is None:
+        return value
+    if isinstance(like, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"knob {name}={value!r} must be a bool")
+        return value
+    if isinstance(like, str):
+        if not isinstance(value, str):
+            raise TypeError(f"knob {name}={value!r} must be a str (e.g. {name}={like})")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"knob {name}={value!r} must be a {type(like).__name__}")
+    if isinstance(like, int):
+        if float(value) != int(value):
+            raise ValueError(f"knob {name}={value!r} must be an int")
+        return int(value)
+    return float(value)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One quantization configuration. Build with `Recipe.parse(...)`, `Recipe.paper(...)` or directly.
+
+    w_bits/a_bits: weight/activation bits (a_bits=16: weight-only; w_bits=16: FP weights).
+    group_size: None = per output channel, else contiguous groups of input columns.
+    w_clip: ratio in (0, 1] or "mse"; a_clip: ratio. q_bits/kv_bits: attention matmul inputs (16 = off).
+    knobs: method options (see KNOB_DEFAULTS); calib: the calibration set."""
+
+    method: str
+    w_bits: int = 4
+    a_bits: int = 16
+    group_size: Optional[int] = None
+    w_sym: Optional[bool] = None  # None -> method default
+    a_sym: Optional[bool] = None
+    w_clip: Union[None, float, str] = None
+    a_clip: Optional[float] = None
+    q_bits: int = 16
+    kv_bits: int = 16
+    sym_convention: str = DEFAULT_SYM_CONVENTION
+    knobs: Any = field(default_factory=dict)
+    calib: Optional[CalibSpec] = None
+
+    def __post_init__(self):
+        check_method(self.method)
+        base = {"w_sym": False, "a_sym": False, "w_clip": 1.0, "a_clip": 1.0, **METHOD_DEFAULTS[self.method]}
+        for name in ("w_sym", "a_sym", "w_clip", "a_clip", "calib"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, base[name])
+        check_bits(self.w_bits, "w_bits", allow_16=True)
+        check_bits(self.a_bits, "a_bits", allow_16=True)
+        check_bits(self.q_bits, "q_bits", allow_16=True)
+        check_bits(self.kv_bits, "kv_bits", allow_16=True)
+        if self.group_size is not None and (isinstance(self.group_size, bool) or not isinstance(self.group_size, int)
+                                            or self.group_size < 1):
+            raise ValueError(f"group_size={self.group_size!r} must be None (per-channel) or a positive int")
+        for name in ("w_sym", "a_sym"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}={getattr(self, name)!r} must be a bool")
+        object.__setattr__(self, "w_clip", check_clip(self.w_clip, "w_clip"))
+        if self.a_clip == "mse":
+            raise ValueError("a_clip='mse' is not supported; allowed: a float in (0, 1]")
+        object.__setattr__(self, "a_clip", check_clip(self.a_clip, "a_clip"))
+        if self.sym_convention not in SYM_CONVENTIONS:
+            raise ValueError(f"sym_convention={self.sym_convention!r} is unknown; allowed: {SYM_CONVENTIONS}")
+        if not isinstance(self.calib, CalibSpec):
+            raise TypeError(f"calib={self.calib!r} must be a CalibSpec")
+        if self.method in WEIGHT_ONLY_METHODS and self.a_bits != 16:
+            raise ValueError(f"method={self.method!r} is weight-only: a_bits must be 16, got a_bits={self.a_bits} "
+                             "(weight-activation methods: rtn, smoothquant, quarot, duquant)")
+        if self.method in WEIGHT_ACTIVATION_METHODS and self.a_bits == 16:
+            raise ValueError(f"method={self.method!r} quantizes activations: a_bits must be < 16, got 16 "
+                             "(weight-only methods: rtn, gptq, awq)")
+        if self.w_bits == 16 and self.method in ("gptq", "awq"):
+            raise ValueError(f"w_bits=16 leaves weights unquantized, but method={self.method!r} quantizes weights")
+        object.__setattr__(self, "knobs", self._check_knobs(self.knobs))
+
+    def _check_knobs(self, given) -> tuple:
+        if isinstance(given, tuple):
+            given = dict(given)
+        if not isinstance(given, Mapping):
+            raise TypeError(f"knobs={given!r} must be a mapping name -> value")
+        defaults = KNOB_DEFAULTS[self.method]
+        extra = None
+        out = dict(defaults)
+        for name in sorted(given, key=lambda n: (n not in defaults, n)):
+            value = given[name]
+            if name in defaults:
+                like = defaults[name]
+            else:
+                extra = method_knobs(self.method) if extra is None else extra
+                if name not in extra:
+                    allowed = sorted({*defaults, *extra})
+                    raise ValueError(f"knob {name!r} is unknown for method={self.method!r}; allowed: {allowed}")
+                like = extra[name]
+            out[name] = _coerce_knob(name, value, like)
+        return tuple(out.items())
+
+    # -- access -------------------------------------------------------------------------------
+    def knob(self, name: str, default: Any = None) -> Any:
+        """Value of a method knob (recipe value, else `default`)."""
+        return dict(self.knobs).get(name, default)
+
+    @property
+    def knob_dict(self) -> dict:
+        return dict(self.knobs)
+
+    @property
+    def weight_only(self) -> bool:
+        return self.a_bits == 16
+
+    def weight_spec(self, include_zero: bool = False) -> Optional[QuantSpec]:
+        """The weight quantizer (None when w_bits == 16)."""
+        if self.w_bits == 16:
+            return None
+        gran = "channel" if self.group_size is None else "group"
+        return QuantSpec(bits=self.w_bits, sym=self.w_sym, granularity=gran, group_size=self.group_size,
+                         clip_ratio=self.w_clip, sym_convention=self.sym_convention, include_zero=include_zero)
+
+    def act_quantizer(self) -> Optional[ActQuantizer]:
+        """A fresh per-token activation quantizer (None when a_bits == 16)."""
+        if self.a_bits == 16:
+            return None
+        return ActQuantizer(self.a_bits, sym=self.a_sym, clip_ratio=self.a_clip, sym_convention=self.sym_convention)
+
+    def with_(self, **changes) -> "Recipe":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    # -- string form --------------------------------------------------------------------------
+    @property
+    def setting(self) -> str:
+        s = f"w{self.w_bits}a{self.a_bits}"
+        return s + ("" if self.group_size is None else f"g{self.group_size}")
+
+    def __str__(self) -> str:
+        base = Recipe(self.method, w_bits=self.w_bits, a_bits=self.a_bits)
+        opts = []
+        if self.w_sym != base.w_sym:
+            opts.append("sym" if self.w_sym else "asym")
+        if self.a_sym != base.a_sym:
+            opts.append("a_sym" if self.a_sym else "a_asym")
+        if self.sym_convention != base.sym_convention:
+            opts.append(f"conv={self.sym_convention}")
+        if self.w_clip != base.w_clip:
+            opts.append(f"wclip={_fmt(self.w_clip)}")
+        if self.a_clip != base.a_clip:
+            opts.append(f"aclip={_fmt(self.a_clip)}")
+        if self.q_bits != 16:
+            opts.append(f"q={self.q_bits}")
+        if self.kv_bits != 16:
+            opts.append(f"kv={self.kv_bits}")
+        defaults = dict(base.knobs)
+        for name, value in self.knobs:
+            if name not in defaults or defaults[name] != value:
+                opts.append(name if value is True else f"{name}={_fmt(value)}")
+        for key, attr in _CALIB_KEYS.items():
+            value = getattr(self.calib, attr)
+            if value != getattr(base.calib, attr):
+                opts.append(f"{key}={_fmt(value)}")
+        return f"{self.method}:{self.setting}" + (":" + ",".join(opts) if opts else "")
+
+    def __repr__(self) -> str:
+        return f"Recipe({str(self)!r})"
+
+    @classmethod
+    def parse(cls, text: Union[str, "Recipe"]) -> "Recipe":
+        """Parse 'method:setting[:options]' (see the module docstring); a Recipe passes through."""
+        if isinstance(text, Recipe):
+            return text
+        if not isinstance(text, str):
+            raise TypeError(f"recipe={text!r} must be a str like 'gptq:w4a16g128' or a Recipe")
+        parts = text.strip().split(":")
+        if len(parts) < 2 or len(parts) > 3:
+            raise ValueError(f"recipe={text!r} must look like 'method:setting[:options]', e.g. 'gptq:w4a16g128'")
+        method = check_method(parts[0].strip().lower())
+        match = _SETTING_RE.match(parts[1].strip().lower())
+        if not match:
+            raise ValueError(f"setting {parts[1]!r} in recipe={text!r} must look like w4a16g128, w8a8 or w4a4kv4")
+        w, a, g, kv = match.groups()
+        kw: dict = dict(w_bits=int(w), a_bits=int(a), group_size=None if g is None else int(g))
+        if kv is not None:
+            kw["kv_bits"] = int(kv)
+        knobs, calib = {}, {}
+        options = [o.strip() for o in parts[2].split(",")] if len(parts) == 3 else []
+        for opt in options:
+            if not opt:
+                raise ValueError(f"empty option in recipe={text!r}")
+            key, eq, value = opt.partition("=")
+            key = key.strip()
+            value = value.strip()
+            if key in ("sym", "asym", "a_sym", "a_asym") and not eq:
+                kw["w_sym" if key in ("sym", "asym") else "a_sym"] = key in ("sym", "a_sym")
+            elif key == "conv":
+                kw["sym_convention"] = value
+            elif key == "wclip":
+                kw["w_clip"] = value if value == "mse" else _as_value(value, 1.0, "wclip")
+            elif key == "aclip":
+                kw["a_clip"] = _as_value(value, 1.0, "aclip")
+            elif key in ("q", "kv"):
+                kw[f"{key}_bits"] = _as_value(value, 1, key)
+            elif key in _CALIB_KEYS:
+                attr = _CALIB_KEYS[key]
+                if attr == "source":
+                    calib[attr] = value
+                elif attr == "mask_ratio":
+                    calib[attr] = value if value == "uniform" else _as_value(value, 1.0, "mask")
+                else:
+                    calib[attr] = _as_value(value, 1, key)
+            else:
+                knobs[key] = value if eq else True
+        recipe = cls(method, **kw)
+        if calib:
+            recipe = replace(recipe, calib=replace(recipe.calib, **calib))
+        if knobs:
+            recipe = replace(recipe, knobs={**dict(recipe.knobs), **knobs})
+        return recipe
+
+    # -- paper presets ------------------------------------------------------------------------
+    @classmethod
+    def paper(cls, method: str, setting: str, variant: str = "paper") -> "Recipe":
+        """The paper's configuration of `method` at `setting` (see the module docstring for variants)."""
+        check_method(method)
+        if variant not in VARIANTS:
+            raise ValueError(f"variant={variant!r} is unknown; allowed: {VARIANTS}")
+        allowed = PAPER_METHOD_SETTINGS[method]
+        if setting not in allowed:
+            raise ValueError(f"setting={setting!r}: the paper runs {method} only at {allowed}")
+        recipe = cls.parse(f"{method}:{setting}")
+        if method in ("smoothquant", "duquant"):
+            recipe = replace(recipe, q_bits=recipe.a_bits, kv_bits=recipe.a_bits)
+        if method == "quarot":
+            recipe = replace(recipe, kv_bits=recipe.a_bits)
+        if variant == "code":
+            if method == "gptq":
+                recipe = replace(recipe, w_sym=True, sym_convention="gptq")
+            if method == "quarot":
+                recipe = replace(recipe, calib=replace(recipe.calib, seq_len=4096))
+        return recipe
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["knobs"] = dict(self.knobs)
+        d["calib"] = asdict(self.calib)
+        d["string"] = str(self)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        d = {k: v for k, v in d.items() if k != "string"}
+        d["calib"] = CalibSpec(**d["calib"])
+        return cls(**d)
+
+
+def all_paper_recipes(variant: str = "paper") -> list:
+    """Every (method, setting) preset the paper reports, as Recipes."""
+    return [Recipe.paper(m, s, variant) for m in METHODS for s in PAPER_METHOD_SETTINGS[m] if m != "rtn"]

@@ -1,0 +1,39 @@
+"""The shipped tiny dLLM: it loads offline in fp32 and scores what its model card says."""
+import json
+from pathlib import Path
+
+import torch
+
+import dllmq
+from dllmq.eval import category_summary
+from dllmq.models.loading import TINY_ASSET_DIR
+
+SCORES = json.loads((TINY_ASSET_DIR / "scores.json").read_text())
+
+
+def test_assets_are_small_and_complete():
+    files = {p.name: p.stat().st_size for p in TINY_ASSET_DIR.iterdir() if p.is_file()}
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "recipe.json",
+                 "scores.json", "MODEL_CARD.md"):
+        assert name in files, name
+    assert sum(files.values()) <= 20 * 2**20
+    assert json.loads((TINY_ASSET_DIR / "config.json").read_text())["model_type"] == "llada"
+
+
+def test_tiny_loads_in_fp32_on_cpu(tiny_trained):
+    model, tok = tiny_trained
+    assert model.config.model_type == "llada" and model.dtype == torch.float32
+    assert tok.mask_token_id == model.config.mask_token_id
+    ids = tok("Question: Is 5 larger than 3?\nAnswer:", return_tensors="pt")["input_ids"]
+    logits = model(ids).logits
+    assert logits.shape == (1, ids.shape[1], model.config.vocab_size) and torch.isfinite(logits).all()
+
+
+def test_tiny_scores_the_shipped_numbers_on_a_small_limit(tiny_trained):
+    """First 24 items of each task: every category within 0.3 of the full-set score of the model card."""
+    model, tok = tiny_trained
+    table = dllmq.evaluate(model, tok, tasks=["tinybench"], limit=24, progress=False)
+    summary = category_summary(table).set_index("category")
+    for category, shipped in SCORES["categories"].items():
+        assert abs(summary.loc[category, "value"] - shipped["value"]) <= 0.3, (category, summary, shipped)
+    assert summary.loc["general", "value"] >= 0.6

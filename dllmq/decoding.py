@@ -150,6 +150,16 @@ def _cfg_logits(model, x, attention_mask, prompt_mask, mask_id, cfg_scale, logit
     return unc + (cfg_scale + 1) * (cond - unc)
 
 
+def _canvas(input_ids, attention_mask, gen_length: int, mask_id: int):
+    """prompt ++ [MASK] * gen_length, and the attention mask extended with ones over the answer."""
+    B = input_ids.shape[0]
+    masks = torch.full((B, gen_length), mask_id, dtype=torch.long, device=input_ids.device)
+    x = torch.cat([input_ids, masks], dim=1)
+    if attention_mask is not None:
+        attention_mask = torch.cat([attention_mask, torch.ones_like(masks, dtype=attention_mask.dtype)], 1)
+    return x, attention_mask
+
+
 # --------------------------------------------------------------------------------------------------
 # LLaDA
 
@@ -166,9 +176,7 @@ def llada_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.
     mask_id = model.config.mask_token_id if mask_id is None else mask_id
     B, Lp = input_ids.shape
     device = input_ids.device
-    x = torch.cat([input_ids, torch.full((B, gen_length), mask_id, dtype=torch.long, device=device)], dim=1)
-    if attention_mask is not None:
-        attention_mask = torch.cat([attention_mask, torch.ones(B, gen_length, dtype=attention_mask.dtype, device=device)], 1)
+    x, attention_mask = _canvas(input_ids, attention_mask, gen_length, mask_id)
     prompt_mask = torch.zeros_like(x, dtype=torch.bool)
     prompt_mask[:, :Lp] = True
     steps_per_block = steps // n_blocks
@@ -265,11 +273,9 @@ def dream_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.
     mask_id = model.config.mask_token_id if mask_id is None else mask_id
     B, Lp = input_ids.shape
     device = input_ids.device
-    x = torch.cat([input_ids, torch.full((B, gen_length), mask_id, dtype=torch.long, device=device)], dim=1)
-    if attention_mask is not None:
-        attention_mask = torch.cat([attention_mask, torch.ones(B, gen_length, dtype=attention_mask.dtype, device=device)], 1)
-        if bool(attention_mask.all()):
-            attention_mask = None
+    x, attention_mask = _canvas(input_ids, attention_mask, gen_length, mask_id)
+    if attention_mask is not None and bool(attention_mask.all()):
+        attention_mask = None
     timesteps = torch.linspace(1, eps, steps + 1, device=device)
     records = [] if trace else None
     for i in range(steps):

@@ -14,10 +14,10 @@ from .decoding import generate
 from .models import load_model
 from .viz.decoding import trace_lines
 
-DEMO_PROMPT = "Q: What is 12 plus 7?\nA:"
+DEMO_PROMPT = "Question: Sam has 12 apples. Sam buys 7 more apples. How many apples does Sam have?\nAnswer:"
 
 
-def show_denoising(model, tok, prompt: str = DEMO_PROMPT, gen_length: int = 16) -> str:
+def show_denoising(model, tok, prompt: str = DEMO_PROMPT, gen_length: int = 24) -> str:
     """Print the canvas before every step of one low-confidence run; returns the answer."""
     gen = generate(model, tok, [prompt], steps=gen_length, gen_length=gen_length, block_length=gen_length,
                    trace=True)

@@ -10,11 +10,14 @@ import numpy as np
 from ..decoding import Generation
 
 MASK_GLYPH = "_"
+EOS_GLYPH = "·"  # end-of-sequence padding
 
 
 def canvas_text(ids, tok, mask_id: int) -> str:
-    """One row of answer ids as a single line of text: masks drawn as `_`, newlines as `⏎`."""
-    pieces = [MASK_GLYPH if i == mask_id else tok.decode([i], skip_special_tokens=False) for i in ids.tolist()]
+    """One row of answer ids as a single line of text: masks drawn as `_`, EOS padding as `·`, newlines as `⏎`."""
+    eos = tok.eos_token_id
+    pieces = [MASK_GLYPH if i == mask_id else EOS_GLYPH if i == eos else tok.decode([i], skip_special_tokens=False)
+              for i in ids.tolist()]
     return "".join(pieces).replace("\n", "⏎")
 
 

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_gptq.py                      # CPU: 4096x4096 and 4096x12288 layers + tiny model
     .venv/bin/python benchmarks/bench_gptq.py --sizes 1024x1024    # quicker
     .venv/bin/python benchmarks/bench_gptq.py --llada-block --device cuda   # one LLaDA-8B-shaped block, GPTQ and AWQ
+    .venv/bin/python benchmarks/bench_gptq.py --llada-block --device cuda --stream   # model on CPU, block streamed
 
 Layer rows: W [out, in] random, H from `--tokens` random correlated inputs; GPTQ (g128, lazy blocks of 128)
 vs RTN g128 on the same weight; H accumulation timed separately. Model rows: whole-model `dllmq.quantize`.
@@ -71,7 +72,9 @@ def bench_model(name: str, device: str, n: int, seq_len: int) -> list:
     return rows
 
 
-def bench_llada_block(device: str, n: int, seq_len: int, awq_len: int = 512, shape: str = "4096,32,12288") -> list:
+def bench_llada_block(device: str, n: int, seq_len: int, awq_len: int = 512, shape: str = "4096,32,12288",
+                      stream: bool = False) -> list:
+    """stream=True keeps the model on the CPU and streams the block to `device` (the big-model path)."""
     from dllmq.models import build_random_model
     from dllmq.quant import quantize
 
@@ -79,7 +82,7 @@ def bench_llada_block(device: str, n: int, seq_len: int, awq_len: int = 512, sha
     d, heads, mlp = map(int, shape.split(","))
     model, _ = build_random_model("llada", seed=0, d_model=d, n_heads=heads, n_kv_heads=heads, n_layers=1,
                                   mlp_hidden_size=mlp, max_sequence_length=4096)
-    model = model.to(device=device, dtype=dtype)
+    model = model.to(device="cpu" if stream else device, dtype=dtype)
     rows, base = [], None
     for method in ("rtn", "gptq", "awq"):
         length = awq_len if method == "awq" else seq_len  # AWQ calibrates on 128 x 512 (pile-val) in the paper
@@ -90,7 +93,7 @@ def bench_llada_block(device: str, n: int, seq_len: int, awq_len: int = 512, sha
         _, t = timed(lambda: quantize(m, f"{method}:w4a16g128", calib, device=device, batch_size=8), device)
         base = base or t
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
-        rows.append({"case": f"LLaDA block {shape} {method} w4g128 ({n}x{length})", "seconds": t, "vs_rtn": t / base,
+        rows.append({"case": f"LLaDA block {shape} {method} w4g128 ({n}x{length}){' stream' if stream else ''}", "seconds": t, "vs_rtn": t / base,
                      "peak_GiB": peak})
         del m
     return rows
@@ -118,10 +121,12 @@ def main(argv=None) -> int:
     p.add_argument("--calib-len", type=int, default=2048)
     p.add_argument("--awq-len", type=int, default=512)
     p.add_argument("--shape", default="4096,32,12288", help="LLaDA block d_model,heads,mlp (default: LLaDA-8B)")
+    p.add_argument("--stream", action="store_true", help="keep the model on CPU, stream blocks to --device")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     if args.llada_block:
-        print_table(bench_llada_block(args.device, args.calib_samples, args.calib_len, args.awq_len, args.shape))
+        print_table(bench_llada_block(args.device, args.calib_samples, args.calib_len, args.awq_len, args.shape,
+                                      args.stream))
         return 0
     rows = [bench_layer(*map(int, s.split("x")), args.tokens, args.device) for s in args.sizes.split(",") if s]
     print_table(rows)

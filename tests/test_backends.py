@@ -54,7 +54,7 @@ def test_pack_refuses_what_it_cannot_store():
         pack_codes(q)
 
 
-@pytest.mark.parametrize("family, recipe", [("llada", "gptq:w4a16g32:act_order"), ("dream", "awq:w3a16g32"),
+@pytest.mark.parametrize("family, recipe", [("llada", "gptq:w4a16g32:act_order"), ("dream", "awq:w3a16g32:n_grid=5,clip_grid=10"),
                                             ("llama", "rtn:w4a8:kv=8")])
 def test_save_load_identical_outputs(family, recipe, request, tmp_path):
     model, tok = request.getfixturevalue(f"tiny_{family}")

@@ -127,3 +127,14 @@ def test_online_transform_serializes():
     t2.load_state_dict(t.state_dict())
     x = torch.randn(2, 36)
     assert torch.allclose(t(x), t2(x))
+
+
+def test_save_and_load_round_trip_with_a_tied_head(tmp_path):
+    from dllmq.quant import load_quantized, save_quantized
+    model, tok = build_random_model("llama", tie_word_embeddings=True)
+    qmodel, _ = quantize(model, Recipe.parse("quarot:w4a4:weights=rtn"), _ids())
+    layout = get_layout(qmodel)
+    assert layout.head.weight is not layout.embed.weight  # untied by the rotation
+    save_quantized(qmodel, tmp_path, tok)
+    loaded, _, _ = load_quantized(tmp_path)
+    assert torch.equal(_logits(qmodel, _ids(seed=3)), _logits(loaded, _ids(seed=3)))

@@ -103,3 +103,14 @@ def test_apply_installs_quantizers_and_w8a8_stays_close(tiny_llada, tiny_llama):
         assert relative_error(ref, _logits(qmodel, ids)) < 0.05
         w4 = quantize(copy.deepcopy(model), Recipe.paper("smoothquant", "w4a4"), _ids())[0]
         assert relative_error(ref, _logits(w4, ids)) > relative_error(ref, _logits(qmodel, ids))
+
+
+def test_save_and_load_round_trip(tiny_dream, tmp_path):
+    from dllmq.quant import load_quantized, save_quantized
+    model, tok = tiny_dream
+    qmodel, _ = quantize(model, Recipe.paper("smoothquant", "w4a4"), _ids())
+    save_quantized(qmodel, tmp_path, tok)
+    loaded, _, _ = load_quantized(tmp_path)
+    attn = get_layout(loaded).blocks[0].attention.attn_input_quantizer
+    assert isinstance(attn, AttentionInputQuantizer) and attn.k_quant.bits == 4
+    assert torch.equal(_logits(qmodel, _ids(seed=3)), _logits(loaded, _ids(seed=3)))

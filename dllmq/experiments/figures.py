@@ -250,3 +250,12 @@ def plot_steps_curve(curve: pd.DataFrame, ax=None):
     ax.set_title("more steps: fewer tokens per step, better answers, slower")
     fig.tight_layout()
     return fig
+
+
+def tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """A readable view of store records: method/setting label, calibration, variant, task, metric, value."""
+    out = pd.DataFrame({"recipe": frame["recipe"].map(recipe_label),
+                        "calibration": frame["recipe"].map(calibration_kind), "variant": frame["variant"],
+                        "task": frame["task"], "metric": frame["metric"], "value": frame["value"],
+                        "stderr": frame["stderr"]})
+    return out.sort_values(["task", "metric", "recipe", "calibration", "variant"]).reset_index(drop=True)

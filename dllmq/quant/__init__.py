@@ -23,7 +23,15 @@ from .registry import METHODS, get_method, needs_calibration
 from .report import QuantReport
 
 __all__ = ["quantize", "Recipe", "CalibSpec", "QuantLinear", "QuantSpec", "ActQuantizer", "fake_quantize",
-           "QuantReport", "METHODS", "register_module", "quantized_linears", "check_fits"]
+           "QuantReport", "METHODS", "register_module", "quantized_linears", "check_fits", "save_quantized",
+           "load_quantized"]
+
+
+def __getattr__(name: str):  # save/load pull in safetensors and the backends only when used
+    if name in ("save_quantized", "load_quantized"):
+        from . import save
+        return getattr(save, name)
+    raise AttributeError(f"module 'dllmq.quant' has no attribute {name!r}")
 
 
 def check_fits(layout, recipe: Recipe) -> None:

@@ -25,6 +25,7 @@ at the activation bit-width. Reference behaviours, each behind a knob:
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from typing import Optional
@@ -35,11 +36,11 @@ from tqdm.auto import tqdm
 
 from ..models.layout import ROLE_GROUPS
 from .act_stats import collect_input_absmax
-from .qlinear import QuantLinear, register_module
+from .qlinear import register_module
 from .report import QuantReport, relative_error_on_inputs
 from .sequential import BlockContext, batched_relative_error, capture_block_inputs, run_sequential
 from .smoothquant import PAIRS, smooth_pair
-from .wa import install_attention_quantizers
+from .wa import install_attention_quantizers, rtn_linear
 
 PROPAGATE = "quantized"  # only the calibration stream passes through the quantized blocks
 GREEDY_INDEX = ("row", "channel")
@@ -250,8 +251,9 @@ def process_block(ctx, recipe, stats: dict, opts: dict, quantize: bool = True) -
             lin = b.get(role)
             lin.weight.data = t(lin.weight.data.double()).to(lin.weight.dtype)
             w_fp = lin.weight.data.clone()
-            q = QuantLinear.from_linear(lin, spec, input_transform=t, method="duquant",
-                                        act_quantizer=recipe.act_quantizer() if quantize else None)
+            # each linear owns a copy of its site's transform (a shared module would not survive save/load)
+            q = rtn_linear(lin, spec, "duquant", input_transform=copy.deepcopy(t),
+                           act_quantizer=recipe.act_quantizer() if quantize else None)
             b.set(role, q)
             report.add_layer(b.index, role, ctx.name_of(role), relative_error_on_inputs(w_fp, q.weight, xt),
                              time.perf_counter() - t0, recipe.w_bits if quantize else 16,

@@ -37,7 +37,7 @@ from .qlinear import QuantLinear
 from .gptq import quantize_block as gptq_block
 from .report import QuantReport, relative_weight_error
 from .sequential import run_sequential
-from .wa import install_attention_quantizers
+from .wa import install_attention_quantizers, rtn_linear
 
 PROPAGATE = "quantized"  # GPTQ weights are fitted on the outputs of already-quantized blocks
 KNOBS = {"hadamard_fallback": "none", "kv_sym": True, "kv_clip": 1.0, "seed": 0}
@@ -118,7 +118,7 @@ def _rtn_weights(layout, recipe, report: QuantReport) -> None:
         for role, lin in b.linears.items():
             t0 = time.perf_counter()
             w = lin.weight.data.clone()
-            q = QuantLinear.from_linear(lin, spec, method="quarot")
+            q = rtn_linear(lin, spec, "quarot")
             b.set(role, q)
             report.add_layer(b.index, role, b.name_of(role, layout.family.blocks), relative_weight_error(w, q.weight),
                              time.perf_counter() - t0, recipe.w_bits, basis="weight", notes="rtn")

@@ -30,9 +30,8 @@ import torch
 
 from .act_stats import collect_input_absmax
 from .fold import scale_input, scale_norm, scale_output
-from .qlinear import QuantLinear
 from .report import QuantReport, relative_weight_error
-from .wa import install_attention_quantizers
+from .wa import install_attention_quantizers, rtn_linear
 
 PROPAGATE = None  # one full-model statistics pass, no layer-by-layer engine
 KNOBS = {"variant": "qdlm"}
@@ -107,7 +106,7 @@ def quantize_linears(layout, recipe, report: QuantReport, method: str) -> None:
     for b in layout.blocks:
         for role, lin in b.linears.items():
             t0 = time.perf_counter()
-            q = QuantLinear.from_linear(lin, spec, act_quantizer=recipe.act_quantizer(), method=method)
+            q = rtn_linear(lin, spec, method, act_quantizer=recipe.act_quantizer())
             b.set(role, q)
             report.add_layer(b.index, role, b.name_of(role, layout.family.blocks),
                              relative_weight_error(lin.weight, q.weight), time.perf_counter() - t0,

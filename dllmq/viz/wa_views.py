@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -2,8 +2,8 @@
 
 1. a denoising run, printed step by step;
 2. the full-precision tiny model on TinyBench, per category;
-3. every PTQ method at W4A16, W3A16, W8A8 and W4A4 on TinyBench, a results table against FP and the
-   figures (skip with --no-grid).
+3. with --grid: every PTQ method at W4A16, W3A16, W8A8 and W4A4 on TinyBench, a results table against FP
+   and the figures.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="tiny", help="model name (default: the embedded tiny dLLM)")
     ap.add_argument("--prompt", default=DEMO_PROMPT)
     ap.add_argument("--no-eval", action="store_true", help="skip the TinyBench evaluation")
-    ap.add_argument("--no-grid", action="store_true", help="skip the quantization grid")
+    ap.add_argument("--grid", action="store_true", help="also run every method x setting on TinyBench")
     ap.add_argument("--limit", type=int, default=None, help="TinyBench items per task (default: all)")
     ap.add_argument("--out", default="results/demo", help="where the grid writes its store, table and figures")
     args = ap.parse_args(argv)
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         print("== 2. full-precision TinyBench")
         table = evaluate(model, tok, tasks=["tinybench"], limit=args.limit)
         print(category_summary(table).to_string(index=False), "\n")
-    if not args.no_grid:
+    if args.grid:
         from .experiments.demo_grid import run_demo
         print("== 3. every method x setting on TinyBench (resumable store in", args.out + ")")
         run_demo(out_dir=args.out, limit=args.limit)

@@ -107,3 +107,12 @@ def test_cli_argv_and_help(tmp_path, capsys):
         build_argv(["--tasks", "x", "--include_path", str(user)])
     assert cli_main(["--help"]) == 0
     assert "tinybench_math_fewshot" in capsys.readouterr().out
+
+
+def test_humaneval_offline_runs_through_lm_eval(tiny_llada):
+    model, tok = tiny_llada
+    table = dllmq.evaluate(model, tok, tasks=["humaneval_offline"], limit=1, gen_length=16, steps=16,
+                           progress=False, log_samples=True)
+    assert table.loc[0, "task"] == "humaneval_offline" and table.loc[0, "category"] == "code"
+    assert table.loc[0, "value"] == 0.0  # a random model fails HumanEval/0
+    assert isinstance(table.attrs["samples"]["humaneval_offline"][0]["resps"][0][0], str)

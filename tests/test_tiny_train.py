@@ -77,6 +77,28 @@ def test_tiny_tokenizer_keeps_words_whole_and_splits_digits():
     assert tok.convert_ids_to_tokens(tok(" 305")["input_ids"]) == ["Ġ", "3", "0", "5"]
     text = 'def f(xs):\n    """Return xs."""\n    return [v * 2 for v in xs]'
     assert tok.decode(tok(text)["input_ids"]) == text
+    # the shipped model's tokenizer is exactly this one (the recipe rebuilds it from the corpus)
+    from dllmq.models.loading import TINY_ASSET_DIR, load_tokenizer
+    shipped = load_tokenizer(TINY_ASSET_DIR)
+    assert shipped.get_vocab() == tok.get_vocab()
+    assert shipped(text)["input_ids"] == tok(text)["input_ids"]
+
+
+def test_corpus_config_and_drill_rows():
+    import random
+
+    from dllmq.tiny.corpus import CorpusConfig, drill_text, rows
+    stream = rows(0, CorpusConfig(drill_share=1.0, pretrain_share=0.0))
+    row = next(stream)
+    assert row.task == "drill" and row.prompt == "" and "Question" not in row.answer
+    for a, op, b, c in __import__("re").findall(r"(\d+)([-+*/])(\d+)=(\d+)\.", drill_text(random.Random(0), 8)):
+        assert {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b), "/": int(a) // int(b)}[op] == int(c)
+    default = rows(3)
+    assert [next(default) for _ in range(20)] == [r for r, _ in zip(rows(3, CorpusConfig()), range(20))]
+    with pytest.raises(ValueError, match="mix"):
+        CorpusConfig(mix={"poetry": 1.0})
+    with pytest.raises(ValueError, match="drill_share"):
+        CorpusConfig(drill_share=1.5)
 
 
 @pytest.mark.slow

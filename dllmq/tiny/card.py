@@ -70,12 +70,13 @@ every notebook of the kit has a real dLLM to decode, score and quantize on a CPU
   batch), p = (1 - 1e-3) t + 1e-3, each maskable token masked with probability p, cross-entropy on masked
   tokens weighted by 1/p; SFT rows never mask the prompt and are normalised by the answer length
   (answer + EOS padding); {100 * mix['pretrain_share']:.0f}% pretraining rows (2-3 solved items) mask
-  everything. Task mix: {', '.join(f"{k} {100 * v:.0f}%" for k, v in mix['mix'].items())}.
+  everything{f"; {100 * mix['drill_share']:.0f}% drill rows (bare worked equations)" if mix.get('drill_share') else ''}.
+  SFT task weights: {', '.join(f"{k} {v:g}" for k, v in mix['mix'].items())}.
 - AdamW (betas 0.9/0.98, weight decay 0.01), peak lr {recipe['lr']}, 3% warm-up then cosine to 10%,
   grad-norm clip 1.0, ~{recipe['token_budget']} tokens per batch.
 - Run: {recipe['steps']} steps in {recipe['wall_time_s'] / 60:.1f} min wall on {recipe['device']}
-  ({recipe['threads']} thread(s), torch {recipe['torch']}; a CPU shared with other jobs). The schedule
-  followed the {'wall-time budget of ' + str(recipe['minutes']) + ' min' if recipe.get('minutes') else 'step count'}.
+  ({recipe['threads']} thread(s), torch {recipe['torch']}). The learning-rate schedule followed
+  {'the step count' if recipe['steps'] >= recipe['max_steps'] else 'the wall-time budget of ' + str(recipe['minutes']) + ' min'}.
   To re-run exactly this number of steps: `python -m dllmq.tiny.train --seed {recipe['seed']} --steps {recipe['steps']} --out DIR`.
 - Final training loss (EMA): {recipe['final_loss_ema']:.3f}.
 
@@ -93,7 +94,7 @@ Held-out test sets shipped in `dllmq/eval/data/` (no test prompt occurs in the t
 
 Decoding: general = exact one-token likelihood of each choice; math = 32 tokens, 16 steps, blocks of 8,
 low-confidence remasking; code = 24 tokens, 12 steps, one block. Whole TinyBench (`tinybench`, no few-shot
-task) took {scores['eval_seconds']:.0f} s here ({platform.machine()}, {scores['threads']} threads).
+task) took {scores['eval_seconds']:.0f} s on a CPU shared with other jobs ({platform.machine()}, {scores['threads']} threads).
 Measure again with `python -m dllmq.tiny.card --model dllmq/tiny/assets`.
 
 ## Limits

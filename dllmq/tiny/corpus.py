@@ -4,13 +4,16 @@ Rows come in two styles, as in LLaDA's recipe (arXiv 2502.09992):
   * SFT rows: prompt + answer + EOS padding; only the answer part (answer and its EOS) is ever masked.
     Some math rows carry 1-3 solved examples before the question (the few-shot layout).
   * Pretraining rows: several solved items joined by blank lines; every token may be masked.
+    Optional "drill" rows are pretraining rows of bare worked equations ("17-9=8. 7*8=56. ..."), the
+    arithmetic of many word problems packed densely (no question text, so no prompt at all).
+The proportions are a `CorpusConfig` (recorded in each training run's recipe.json).
 Every prompt is drawn until it is *not* held out (`items.is_heldout`), so no TinyBench item is ever
 trained on.
 """
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterator, Optional
 
 from . import arithmetic, coding, general
@@ -49,25 +52,57 @@ class Row:
     task: str
 
 
-def sample_row(rng: random.Random) -> Row:
-    """Draw one training row (SFT or pretraining style)."""
-    if rng.random() < PRETRAIN_SHARE:
-        texts = [sample_item(_task(rng), rng).text for _ in range(rng.randint(2, 3))]
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Row proportions. Shares are of all rows (drill, then pretraining, else SFT by `mix`)."""
+
+    mix: dict = field(default_factory=lambda: dict(MIX))
+    pretrain_share: float = PRETRAIN_SHARE
+    fewshot_share: float = FEWSHOT_SHARE
+    drill_share: float = 0.0
+    max_eos_pad: dict = field(default_factory=lambda: dict(MAX_EOS_PAD))
+
+    def __post_init__(self):
+        if set(self.mix) - set(TASKS) or not self.mix or min(self.mix.values()) < 0:
+            raise ValueError(f"mix={self.mix!r}: keys must be among {sorted(TASKS)} with weights >= 0")
+        for name in ("pretrain_share", "fewshot_share", "drill_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
+        if self.pretrain_share + self.drill_share > 1:
+            raise ValueError(f"pretrain_share + drill_share = {self.pretrain_share + self.drill_share} must be <= 1")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def drill_text(rng: random.Random, n_items: int) -> str:
+    """The worked equations of `n_items` training math problems, one after the other."""
+    return " ".join(sample_item("math", rng).answer.split("\n")[0].strip() for _ in range(n_items))
+
+
+def sample_row(rng: random.Random, config: Optional[CorpusConfig] = None) -> Row:
+    """Draw one training row (SFT, pretraining or drill style)."""
+    config = config or CorpusConfig()
+    u = rng.random()
+    if u < config.drill_share:
+        return Row("", drill_text(rng, rng.randint(6, 10)), 1, "drill")
+    if u < config.drill_share + config.pretrain_share:
+        texts = [sample_item(_task(rng, config.mix), rng).text for _ in range(rng.randint(2, 3))]
         return Row("", "\n\n".join(texts), 1, "pretrain")
-    task = _task(rng)
+    task = _task(rng, config.mix)
     item = sample_item(task, rng)
     prompt = item.prompt
-    if task == "math" and rng.random() < FEWSHOT_SHARE:
+    if task == "math" and rng.random() < config.fewshot_share:
         shots = [sample_item("math", rng) for _ in range(rng.randint(1, 3))]
         prompt = arithmetic.fewshot_prompt(shots, item)
-    return Row(prompt, item.answer, rng.randint(0, MAX_EOS_PAD[task]), task)
+    return Row(prompt, item.answer, rng.randint(0, config.max_eos_pad[task]), task)
 
 
-def rows(seed: int) -> Iterator[Row]:
+def rows(seed: int, config: Optional[CorpusConfig] = None) -> Iterator[Row]:
     """The endless, seeded stream of training rows."""
     rng = random.Random(seed)
     while True:
-        yield sample_row(rng)
+        yield sample_row(rng, config)
 
 
 def sample_texts(n: int, seed: int = 0, mix: Optional[dict] = None) -> list:

@@ -21,8 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.llada import LLaDAConfig, LLaDAModelLM
-from . import corpus
-from .corpus import Row, rows
+from .corpus import CorpusConfig, Row, rows
 from .objective import masked_diffusion_loss
 from .tokenizer import EOS_ID, MASK_ID, PAD_ID, build_tiny_tokenizer
 
@@ -52,9 +51,10 @@ def encode_row(tok, row: Row) -> tuple:
     return ids, min(len(prompt), len(ids) - 1)
 
 
-def batches(tok, seed: int, token_budget: int, pool: int = 512) -> Iterator[tuple]:
+def batches(tok, seed: int, token_budget: int, pool: int = 512,
+            config: Optional[CorpusConfig] = None) -> Iterator[tuple]:
     """Endless batches (input_ids, maskable, attention_mask) of rows of similar length (less padding)."""
-    stream, rng = rows(seed), random.Random(seed + 1)
+    stream, rng = rows(seed, config), random.Random(seed + 1)
     while True:
         encoded = sorted((encode_row(tok, next(stream)) for _ in range(pool)), key=lambda e: len(e[0]))
         groups, current = [], []
@@ -85,9 +85,9 @@ def lr_at(progress: float, peak: float, warmup: float = 0.03, floor: float = 0.1
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * x)))
 
 
-def train(out: str, seed: int = 0, steps: int = 3000, minutes: Optional[float] = None, device: str = "cpu",
+def train(out: str, seed: int = 0, steps: int = 9000, minutes: Optional[float] = None, device: str = "cpu",
           lr: float = 3e-3, token_budget: int = 2048, threads: Optional[int] = 2, log_every: int = 50,
-          checkpoint_every: int = 0, **model_overrides) -> dict:
+          checkpoint_every: int = 0, corpus_config: Optional[CorpusConfig] = None, **model_overrides) -> dict:
     """Train and save the model, tokenizer and a recipe.json into `out`; returns the recipe."""
     if threads and device == "cpu":
         torch.set_num_threads(threads)
@@ -101,7 +101,8 @@ def train(out: str, seed: int = 0, steps: int = 3000, minutes: Optional[float] =
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     gen = torch.Generator(device=device).manual_seed(seed)
-    data = batches(tok, seed, token_budget)
+    corpus_config = corpus_config or CorpusConfig()
+    data = batches(tok, seed, token_budget, config=corpus_config)
     # 2. the loop: masked-diffusion loss, clipped AdamW steps, a schedule over steps or wall time
     start, step, ema, log = time.time(), 0, None, []
     bar = tqdm(total=steps if minutes is None else int(minutes * 60), desc="train tiny dLLM",
@@ -137,8 +138,7 @@ def train(out: str, seed: int = 0, steps: int = 3000, minutes: Optional[float] =
     recipe = {"command": "python -m dllmq.tiny.train " + " ".join(sys.argv[1:]), "seed": seed, "steps": step,
               "max_steps": steps, "minutes": minutes, "device": device, "threads": threads, "lr": lr,
               "token_budget": token_budget, "params": n_params, "final_loss_ema": ema,
-              "corpus": {"mix": corpus.MIX, "pretrain_share": corpus.PRETRAIN_SHARE,
-                         "fewshot_share": corpus.FEWSHOT_SHARE, "max_eos_pad": corpus.MAX_EOS_PAD},
+              "corpus": corpus_config.as_dict(),
               "wall_time_s": round(time.time() - start, 1), "torch": torch.__version__}
     (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return recipe
@@ -148,7 +148,7 @@ def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(prog="dllmq train-tiny", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output directory (weights, config, tokenizer, recipe)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=3000, help="optimizer steps (fixes the schedule)")
+    parser.add_argument("--steps", type=int, default=9000, help="optimizer steps (fixes the schedule)")
     parser.add_argument("--minutes", type=float, default=None, help="wall-time budget (ends the run earlier)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -157,12 +157,27 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--d-model", type=int, default=128, help="width (heads of 32 dims, MLP 3x width)")
     parser.add_argument("--n-layers", type=int, default=4, help="number of transformer blocks")
     parser.add_argument("--checkpoint-every", type=int, default=0, help="save a snapshot every N steps (0: never)")
+    parser.add_argument("--mix", default=None, help="SFT task weights, e.g. general=0.3,math=0.5,code=0.2")
+    parser.add_argument("--pretrain-share", type=float, default=None, help="share of pretraining rows")
+    parser.add_argument("--drill-share", type=float, default=None, help="share of arithmetic drill rows")
     args = parser.parse_args(argv)
+    overrides = {}
+    try:
+        if args.mix:
+            overrides["mix"] = {k: float(v) for k, v in (kv.split("=") for kv in args.mix.split(","))}
+        if args.pretrain_share is not None:
+            overrides["pretrain_share"] = args.pretrain_share
+        if args.drill_share is not None:
+            overrides["drill_share"] = args.drill_share
+        corpus_config = CorpusConfig(**overrides)
+    except ValueError as exc:
+        parser.error(f"corpus options: {exc} (--mix format: general=0.3,math=0.5,code=0.2)")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         parser.error(f"--device={args.device!r} is not allowed; use cpu or cuda")
     recipe = train(args.out, seed=args.seed, steps=args.steps, minutes=args.minutes, device=args.device,
                    lr=args.lr, token_budget=args.token_budget, threads=args.threads,
-                   checkpoint_every=args.checkpoint_every, **model_size(args.d_model, args.n_layers))
+                   checkpoint_every=args.checkpoint_every, corpus_config=corpus_config,
+                   **model_size(args.d_model, args.n_layers))
     print(json.dumps(recipe, indent=2))
     return 0
 

@@ -133,3 +133,10 @@ def test_n05_checkers():
     assert "correct" in n05.check_fold(lambda g, W, s: (g / s, W * s))
     with pytest.raises(AssertionError, match="output changed"):
         n05.check_fold(lambda g, W, s: (g / s, W / s))
+
+
+@pytest.mark.slow
+def test_rtn_accuracy_for_the_widget(tiny_trained):
+    model, tok = tiny_trained
+    text = E.rtn_accuracy(model, tok, 4, 128, limit=3)
+    assert text.startswith("rtn:w4a16g128: general ") and "±" in text

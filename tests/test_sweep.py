@@ -171,3 +171,18 @@ def test_cli_shards_then_merge_equal_a_full_run(tmp_path, capsys):
         assert "rtn:w4a16g32" in capsys.readouterr().out
     finally:
         sys.path.remove(str(REPO))
+
+
+def test_cli_dry_run_lists_only_the_shard(tmp_path, capsys):
+    (tmp_path / "grid.json").write_text(json.dumps(GRID))
+    listed = []
+    for i in range(2):
+        assert sweep_main(["--grid", str(tmp_path / "grid.json"), "--shard", f"{i}/2", "--dry-run",
+                           "--store", str(tmp_path / "x.jsonl")]) == 0
+        listed.append([line for line in capsys.readouterr().out.splitlines() if "|" in line])
+    assert sorted(listed[0] + listed[1]) == sorted(c.key for c in grid(**GRID))
+    assert not set(listed[0]) & set(listed[1])
+    assert not (tmp_path / "x.jsonl").exists()  # a dry run writes nothing
+    with pytest.raises(ValueError, match="models, recipes, tasks"):
+        (tmp_path / "bad.json").write_text(json.dumps({"models": ["m"]}))
+        sweep_main(["--grid", str(tmp_path / "bad.json"), "--dry-run"])

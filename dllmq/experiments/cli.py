@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from .store import ResultStore, merge_stores
-from .sweep import grid, parse_shard, run_sweep
+from .sweep import grid, parse_shard, run_sweep, shard_cells
 
 SUBCOMMANDS = ("run", "list", "merge", "show", "repair")
 
@@ -99,6 +99,8 @@ def cmd_run(argv: list) -> int:
         runner = CellRunner(limit=limit, device=args.device)
     store = ResultStore(args.store or default_store(name, args.model, shard))
     if args.dry_run:
+        if shard is not None:
+            cells = shard_cells(cells, *shard, by=args.shard_by)
         for cell in cells:
             print(cell.key)
         print(f"{len(cells)} cells -> {store.path}")

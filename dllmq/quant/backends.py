@@ -205,13 +205,21 @@ def bnb_linear(linear: nn.Linear, fmt: str) -> nn.Module:
     return layer.to("cpu")  # the move quantizes the weight
 
 
+def _cast(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast floating parameters/buffers in place (transformers refuses .float() on GGUF-loaded models)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            t.data = t.data.to(dtype)
+    return model
+
+
 def bnb_quantize(model: nn.Module, fmt: str = "nf4") -> nn.Module:
     """Swap every block linear for a bitsandbytes layer (in place, CPU). Head/embeddings stay FP."""
     from ..models import get_layout
 
     if fmt not in BNB_FORMATS:
         raise ValueError(f"fmt={fmt!r} is unknown; allowed: {BNB_FORMATS}")
-    model.to("cpu").float()
+    _cast(model.to("cpu"), torch.float32)
     for block in get_layout(model).blocks:
         for role, lin in block.linears.items():
             if not isinstance(lin, nn.Linear):
@@ -261,17 +269,16 @@ def memory_table(model: nn.Module, recipe: str = "rtn:w4a16g128", calib: Optiona
     def add(fmt, m, note=""):
         rows.append({"format": fmt, "bytes": weight_memory(m), "note": note})
 
-    fp32 = copy.deepcopy(model).float()
-    add("fp32", fp32)
-    add("bf16", copy.deepcopy(model).to(torch.bfloat16))
-    fq, _ = quantize(copy.deepcopy(model).float(), recipe, calib)
+    add("fp32", _cast(copy.deepcopy(model), torch.float32))
+    add("bf16", _cast(copy.deepcopy(model), torch.bfloat16))
+    fq, _ = quantize(_cast(copy.deepcopy(model), torch.float32), recipe, calib)
     add("fake-quant", fq, f"{recipe}: quantized values held in fp32")
     packed = copy.deepcopy(fq)
     pack_model(packed)
     add("packed-int4", packed, "2 codes/byte + fp16 scales + uint8 zeros + int32 g_idx")
     for fmt in BNB_FORMATS:
         try:
-            add(fmt, bnb_quantize(copy.deepcopy(model).float(), fmt), "bitsandbytes")
+            add(fmt, bnb_quantize(copy.deepcopy(model), fmt), "bitsandbytes")
         except Exception as err:  # bitsandbytes missing or unsupported here: say so in the table
             rows.append({"format": fmt, "bytes": None, "note": f"unavailable: {type(err).__name__}: {err}"[:120]})
     df = pd.DataFrame(rows)

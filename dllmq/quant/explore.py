@@ -290,3 +290,17 @@ def perplexity(model, ids: torch.Tensor, window: int = 1024) -> float:
         loss = torch.nn.functional.cross_entropy(logits[0, :-1], chunk[0, 1:], reduction="sum")
         nll, count = nll + float(loss), count + chunk.shape[1] - 1
     return float(torch.exp(torch.tensor(nll / count)))
+
+
+def rtn_accuracy(model, tok, bits: int, group: Optional[int], tasks: Sequence[str] = ("tinybench_general",),
+                 limit: Optional[int] = 20) -> str:
+    """TinyBench accuracy of an RTN copy of `model` (for the bits/group widget); a one-line summary."""
+    import copy
+
+    from ..eval import category_summary, evaluate
+    from . import quantize
+
+    recipe = f"rtn:w{bits}a16" + ("" if group is None else f"g{group}")
+    qmodel, _ = quantize(copy.deepcopy(model), recipe)
+    summary = category_summary(evaluate(qmodel, tok, tasks=list(tasks), limit=limit))
+    return f"{recipe}: " + ", ".join(f"{r.category} {r.value:.3f} ± {r.stderr:.3f}" for r in summary.itertuples())

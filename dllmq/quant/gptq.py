@@ -146,7 +146,7 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, spec: QuantSpec, *, block_si
                 if static is not None:
                     orig = int(perm[col]) if perm is not None else col
                     qp = static[orig // g]
-                elif col % g == 0:  # a new group starts: parameters from the current (updated) weights
+                elif col % g == 0:  # a new group starts: parameters from W as of the last lazy update (as IST)
                     qp = _params(W[:, col:col + g], spec)
                     scales[:, col // g], zeros[:, col // g] = qp.scale[:, 0], qp.zero[:, 0]
             q = quant_dequant(w.unsqueeze(1), qp.scale, qp.zero, qp.qmin, qp.qmax).flatten()

@@ -18,34 +18,18 @@ import time
 import torch
 
 from dllmq.calibration import get_calibration
-from dllmq.models import get_layout, load_model
-from dllmq.quant import Recipe, quantize
-from dllmq.quant.hadamard import is_supported
+from dllmq.models import load_model
+from dllmq.quant import quantize
+from dllmq.quant.fit import fit_recipe
 
 METHODS = ("rtn", "smoothquant", "quarot", "duquant")
 
 
-def recipe_for(method: str, setting: str, layout, steps: int) -> Recipe:
-    """The paper preset of `method`, adapted to the model's sizes (see the module docstring)."""
-    if method == "rtn":
-        return Recipe.parse(f"rtn:{setting}")
-    recipe = Recipe.paper(method, setting)
-    knobs = dict(recipe.knobs)
-    if method == "duquant":
-        dims = [layout.hidden_size, layout.intermediate_size]
-        knobs["block_size"] = next(b for b in (128, 64, 32, 16, 8) if all(d % b == 0 for d in dims))
-        knobs["rotation_steps"] = steps
-    if method == "quarot" and not is_supported(layout.n_heads):
-        knobs["hadamard_fallback"] = "orthogonal"
-    return recipe.with_(knobs=knobs)
-
-
 def time_methods(model, tok, setting: str, n: int, seq_len: int, steps: int, source: str) -> list:
     calib = get_calibration(source, tok, n_samples=n, seq_len=seq_len, seed=0)
-    layout = get_layout(model)
     rows = []
     for method in METHODS:
-        recipe = recipe_for(method, setting, layout, steps)
+        recipe = fit_recipe(method, setting, model, rotation_steps=steps)
         m = copy.deepcopy(model)
         t0 = time.perf_counter()
         quantize(m, recipe, calib)

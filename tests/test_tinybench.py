@@ -37,3 +37,20 @@ def test_tiny_scores_the_shipped_numbers_on_a_small_limit(tiny_trained):
     for category, shipped in SCORES["categories"].items():
         assert abs(summary.loc[category, "value"] - shipped["value"]) <= 0.3, (category, summary, shipped)
     assert summary.loc["general", "value"] >= 0.6
+
+
+def test_card_records_a_reproduction_run(tmp_path):
+    """The shipped run compared with itself: zero differences, and the card shows the table."""
+    import shutil
+
+    from dllmq.tiny import card
+
+    for name in ("config.json", "recipe.json", "scores.json"):
+        shutil.copy(TINY_ASSET_DIR / name, tmp_path / name)
+    shipped = {"categories": SCORES["categories"], "tasks": SCORES["tasks"], "eval_seconds": 1.0, "threads": 2}
+    run = card.reproduction(str(TINY_ASSET_DIR), shipped, limit=None)
+    assert set(run["diff_points"]) == set(SCORES["categories"])
+    assert all(abs(d) <= 0.1 for d in run["diff_points"].values()), run
+    text = card.write_card(str(tmp_path), {**shipped, "reproductions": [run]})
+    assert "## Reproducibility (measured)" in text and f"seed {run['seed']}" in text
+    assert "No second training run" in card.write_card(str(tmp_path), shipped)

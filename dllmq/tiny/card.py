@@ -1,6 +1,10 @@
 """Measure a trained tiny model on TinyBench and write its `scores.json` and `MODEL_CARD.md`.
 
     python -m dllmq.tiny.card --model DIR        (DIR = a training output, e.g. dllmq/tiny/assets)
+    python -m dllmq.tiny.card --model DIR --compare OTHER_RUN [--compare ...]
+
+`--compare` measures other training runs (another seed, device or thread count) the same way and records
+them in the card's reproducibility table, with each category's difference to the shipped model.
 """
 from __future__ import annotations
 
@@ -39,6 +43,34 @@ def measure(model_dir: str, tasks=("tinybench_all",), limit=None) -> dict:
 
 def _size_mb(model_dir: Path) -> float:
     return sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file()) / 2**20
+
+
+def reproduction(run_dir: str, shipped: dict, limit=None) -> dict:
+    """Scores of another training run of the recipe and their differences (points) to `shipped`."""
+    recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
+    cats = measure(run_dir, tasks=("tinybench",), limit=limit)["categories"]
+    return {"command": recipe["command"], "seed": recipe["seed"], "steps": recipe["steps"],
+            "device": recipe["device"], "threads": recipe["threads"], "torch": recipe["torch"],
+            "wall_minutes": round(recipe["wall_time_s"] / 60, 1), "categories": cats,
+            "diff_points": {c: round(100 * (v["value"] - shipped["categories"][c]["value"]), 1)
+                            for c, v in cats.items() if c in shipped["categories"]}}
+
+
+def _reproductions_section(scores: dict) -> str:
+    runs = scores.get("reproductions") or []
+    if not runs:
+        return ("## Reproducibility\nNo second training run is recorded yet: run the command above with another\n"
+                "seed and `python -m dllmq.tiny.card --model dllmq/tiny/assets --compare RUN_DIR`.\n")
+    cats = list(scores["categories"])
+    head = "| run | " + " | ".join(cats) + " | wall |\n|---|" + "---|" * (len(cats) + 1)
+    shipped = "| shipped | " + " | ".join(f"{100 * scores['categories'][c]['value']:.1f}" for c in cats) + " | |"
+    lines = [f"| seed {r['seed']}, {r['steps']} steps, {r['device']} ({r['threads']} thr.) | "
+             + " | ".join(f"{100 * r['categories'][c]['value']:.1f} ({r['diff_points'][c]:+.1f})" for c in cats)
+             + f" | {r['wall_minutes']} min |" for r in runs]
+    worst = max(abs(d) for r in runs for d in r["diff_points"].values())
+    return ("## Reproducibility (measured)\nOther runs of the training command, scored the same way; in brackets\n"
+            f"the difference to the shipped model in points (largest: {worst:.1f}).\n\n"
+            + "\n".join([head, shipped, *lines]) + "\n\n" + "\n".join(f"- `{r['command']}`" for r in runs) + "\n")
 
 
 def write_card(model_dir: str, scores: dict) -> str:
@@ -97,6 +129,7 @@ low-confidence remasking; code = 24 tokens, 12 steps, one block. Whole TinyBench
 task) took {scores['eval_seconds']:.0f} s on a CPU shared with other jobs ({platform.machine()}, {scores['threads']} threads).
 Measure again with `python -m dllmq.tiny.card --model dllmq/tiny/assets`.
 
+{_reproductions_section(scores)}
 ## Limits
 A toy: it knows only the procedural world of `dllmq/tiny/lexicon.py` and the templates of
 `general.py`, `arithmetic.py`, `coding.py`. HumanEval (`humaneval_offline`) is far beyond it (0%).
@@ -110,11 +143,14 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--model", required=True, help="directory with config.json, weights and recipe.json")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compare", action="append", default=[], metavar="RUN_DIR",
+                        help="another training run of the recipe to score for the reproducibility table")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     scores = measure(args.model, tasks=("tinybench",), limit=args.limit)
     fewshot = measure(args.model, tasks=("tinybench_math_fewshot",), limit=args.limit)
     scores["tasks"].update(fewshot["tasks"])
+    scores["reproductions"] = [reproduction(run, scores, args.limit) for run in args.compare]
     (Path(args.model) / SCORES).write_text(json.dumps(scores, indent=2) + "\n")
     write_card(args.model, scores)
     print(json.dumps(scores, indent=2))

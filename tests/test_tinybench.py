@@ -54,3 +54,28 @@ def test_card_records_a_reproduction_run(tmp_path):
     text = card.write_card(str(tmp_path), {**shipped, "reproductions": [run]})
     assert "## Reproducibility (measured)" in text and f"seed {run['seed']}" in text
     assert "No second training run" in card.write_card(str(tmp_path), shipped)
+
+
+def test_card_keeps_its_hand_written_history(tmp_path):
+    """Regenerating the card keeps the `## History` section written by hand, and only once."""
+    import shutil
+
+    from dllmq.tiny import card
+
+    for name in ("config.json", "recipe.json"):
+        shutil.copy(TINY_ASSET_DIR / name, tmp_path / name)
+    scores = {"categories": SCORES["categories"], "tasks": SCORES["tasks"], "eval_seconds": 1.0, "threads": 2}
+    first = card.write_card(str(tmp_path), scores)
+    assert card.HISTORY not in first
+    (tmp_path / card.CARD).write_text(first + "\n## History\n- an earlier run scored 1 point less.\n")
+    again = card.write_card(str(tmp_path), scores)
+    assert again.count(card.HISTORY) == 1 and "an earlier run scored 1 point less." in again
+    assert again.startswith(first.rstrip())
+
+
+def test_card_command_is_portable():
+    """The card's command names no machine path and leaves out snapshot saving; the rest is kept."""
+    from dllmq.tiny import card
+
+    recipe = {"command": "python -m dllmq.tiny.train --seed 3 --out /tmp/run_a --checkpoint-every 500 --steps 40"}
+    assert card.portable_command(recipe) == "python -m dllmq.tiny.train --seed 3 --out DIR --steps 40"

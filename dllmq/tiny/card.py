@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -70,12 +71,33 @@ def _reproductions_section(scores: dict) -> str:
     worst = max(abs(d) for r in runs for d in r["diff_points"].values())
     return ("## Reproducibility (measured)\nOther runs of the training command, scored the same way; in brackets\n"
             f"the difference to the shipped model in points (largest: {worst:.1f}).\n\n"
-            + "\n".join([head, shipped, *lines]) + "\n\n" + "\n".join(f"- `{r['command']}`" for r in runs) + "\n")
+            + "\n".join([head, shipped, *lines]) + "\n\n" + "\n".join(f"- `{portable_command(r)}`" for r in runs) + "\n")
+
+
+HISTORY = "## History"
+
+
+def portable_command(recipe: dict) -> str:
+    """The recorded training command with its output directory written as DIR and without snapshot saving
+    (neither changes the weights)."""
+    return re.sub(r" --checkpoint-every \d+", "", re.sub(r"--out \S+", "--out DIR", recipe["command"]))
+
+
+def kept_history(card_path: Path) -> str:
+    """The hand-written history section of an existing card (from its heading to the end), or ""."""
+    if not card_path.is_file():
+        return ""
+    text = card_path.read_text()
+    at = text.find("\n" + HISTORY)
+    return text[at + 1:].rstrip() + "\n" if at >= 0 else ""
 
 
 def write_card(model_dir: str, scores: dict) -> str:
-    """MODEL_CARD.md from the training recipe (recipe.json) and the measured scores."""
+    """MODEL_CARD.md from the training recipe (recipe.json) and the measured scores.
+
+    A hand-written `## History` section at the end of an existing card (experiments, earlier runs) is kept."""
     d = Path(model_dir)
+    history = kept_history(d / CARD)
     recipe = json.loads((d / "recipe.json").read_text())
     config = json.loads((d / "config.json").read_text())
     from . import corpus
@@ -97,7 +119,7 @@ every notebook of the kit has a real dLLM to decode, score and quantize on a CPU
 - Weights stored in fp32 safetensors; assets total {_size_mb(d):.1f} MB.
 
 ## Training recipe (reproducible from one command)
-- Command: `{recipe['command']}` (seed {recipe['seed']}); also `dllmq train-tiny ...`.
+- Command: `{portable_command(recipe)}` (seed {recipe['seed']}); also `dllmq train-tiny ...`.
 - Objective: LLaDA masked diffusion (`dllmq/tiny/objective.py`): per row t ~ U(0,1) (stratified over the
   batch), p = (1 - 1e-3) t + 1e-3, each maskable token masked with probability p, cross-entropy on masked
   tokens weighted by 1/p; SFT rows never mask the prompt and are normalised by the answer length
@@ -109,7 +131,6 @@ every notebook of the kit has a real dLLM to decode, score and quantize on a CPU
 - Run: {recipe['steps']} steps in {recipe['wall_time_s'] / 60:.1f} min wall on {recipe['device']}
   ({recipe['threads']} thread(s), torch {recipe['torch']}). The learning-rate schedule followed
   {'the step count' if recipe['steps'] >= recipe['max_steps'] else 'the wall-time budget of ' + str(recipe['minutes']) + ' min'}.
-  To re-run exactly this number of steps: `python -m dllmq.tiny.train --seed {recipe['seed']} --steps {recipe['steps']} --out DIR`.
 - Final training loss (EMA): {recipe['final_loss_ema']:.3f}.
 
 ## TinyBench (full precision, fp32, CPU)
@@ -133,7 +154,7 @@ Measure again with `python -m dllmq.tiny.card --model dllmq/tiny/assets`.
 ## Limits
 A toy: it knows only the procedural world of `dllmq/tiny/lexicon.py` and the templates of
 `general.py`, `arithmetic.py`, `coding.py`. HumanEval (`humaneval_offline`) is far beyond it (0%).
-"""
+""" + ("\n" + history if history else "")
     (d / CARD).write_text(text)
     return text
 

@@ -20,8 +20,8 @@ from . import arithmetic, coding, general
 from .items import Item, is_heldout
 
 TASKS = {"general": general, "math": arithmetic, "code": coding}
-MIX = {"general": 0.25, "math": 0.45, "code": 0.3}  # share of rows per task
-PRETRAIN_SHARE = 0.25
+MIX = {"general": 0.25, "math": 0.55, "code": 0.2}  # share of SFT rows per task (math needs the most)
+PRETRAIN_SHARE = 0.15
 FEWSHOT_SHARE = 0.1  # of math rows
 MAX_EOS_PAD = {"general": 2, "math": 18, "code": 14}  # answer region = answer + U{0..pad} EOS
 

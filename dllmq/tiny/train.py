@@ -85,7 +85,7 @@ def lr_at(progress: float, peak: float, warmup: float = 0.03, floor: float = 0.1
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * x)))
 
 
-def train(out: str, seed: int = 0, steps: int = 9000, minutes: Optional[float] = None, device: str = "cpu",
+def train(out: str, seed: int = 0, steps: int = 12000, minutes: Optional[float] = None, device: str = "cpu",
           lr: float = 3e-3, token_budget: int = 2048, threads: Optional[int] = 2, log_every: int = 50,
           checkpoint_every: int = 0, corpus_config: Optional[CorpusConfig] = None, **model_overrides) -> dict:
     """Train and save the model, tokenizer and a recipe.json into `out`; returns the recipe."""
@@ -148,7 +148,7 @@ def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(prog="dllmq train-tiny", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output directory (weights, config, tokenizer, recipe)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=9000, help="optimizer steps (fixes the schedule)")
+    parser.add_argument("--steps", type=int, default=12000, help="optimizer steps (fixes the schedule)")
     parser.add_argument("--minutes", type=float, default=None, help="wall-time budget (ends the run earlier)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--lr", type=float, default=3e-3)

@@ -14,7 +14,7 @@ from .decoding import generate
 from .models import load_model
 from .viz.decoding import trace_lines
 
-DEMO_PROMPT = "Question: Sam has 12 apples. Sam buys 7 more apples. How many apples does Sam have?\nAnswer:"
+DEMO_PROMPT = "Question: There are 4 boxes with 6 apples in each. How many apples are there?\nAnswer:"
 
 
 def show_denoising(model, tok, prompt: str = DEMO_PROMPT, gen_length: int = 24) -> str:

@@ -33,7 +33,7 @@ def _random_llada_8b():
     """LLaDA-8B's config with random weights, built directly in bf16 on the GPU, plus the char tokenizer
     (its ids are a subset of the 126464-token vocabulary)."""
     from dllmq.models import LLaDAConfig, LLaDAModelLM
-    from dllmq.tiny.tokenizer import build_char_tokenizer
+    from dllmq.models.tokenizers import build_char_tokenizer
     torch.set_default_dtype(torch.bfloat16)
     with torch.device("cuda"):
         model = LLaDAModelLM(LLaDAConfig()).eval()

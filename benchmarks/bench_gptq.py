@@ -19,7 +19,7 @@ import time
 import torch
 
 from dllmq.quant.gptq import gptq_quantize
-from dllmq.quant.quantizer import QuantSpec, fake_quantize_spec
+from dllmq.quant.quantizer import QuantSpec, fake_quantize
 from dllmq.quant.sequential import HessianAccumulator
 
 
@@ -45,7 +45,7 @@ def bench_layer(out_f: int, in_f: int, tokens: int, device: str) -> dict:
     spec = QuantSpec(bits=4, granularity="group", group_size=128, include_zero=True)
     acc = HessianAccumulator(in_f, device)
     _, t_h = timed(lambda: acc.add(x.view(tokens // 512, 512, in_f) if tokens % 512 == 0 else x), device)
-    _, t_rtn = timed(lambda: fake_quantize_spec(w, spec), device)
+    _, t_rtn = timed(lambda: fake_quantize(w, spec), device)
     res, t_gptq = timed(lambda: gptq_quantize(w, acc.H, spec), device)
     return {"case": f"layer {out_f}x{in_f}", "rtn_s": t_rtn, "gptq_s": t_gptq, "hessian_s": t_h,
             "gptq/rtn": t_gptq / t_rtn}
@@ -66,7 +66,7 @@ def bench_model(name: str, device: str, n: int, seq_len: int) -> list:
     rows, base = [], None
     for method in ("rtn", "gptq", "awq"):
         m = copy.deepcopy(model)
-        _, t = timed(lambda: quantize(m, f"{method}:w4a16g{g}", calib, device=device), device)
+        _, t = timed(lambda: quantize(m, f"{method}:w4a16g{g}", calib, device=device, inplace=True), device)
         base = base or t
         rows.append({"case": f"{name} {method} w4g{g} ({n}x{seq_len} tokens)", "seconds": t, "vs_rtn": t / base})
     return rows
@@ -90,7 +90,7 @@ def bench_llada_block(device: str, n: int, seq_len: int, awq_len: int = 512, sha
         m = copy.deepcopy(model)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        _, t = timed(lambda: quantize(m, f"{method}:w4a16g128", calib, device=device, batch_size=8), device)
+        _, t = timed(lambda: quantize(m, f"{method}:w4a16g128", calib, device=device, batch_size=8, inplace=True), device)
         base = base or t
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
         rows.append({"case": f"LLaDA block {shape} {method} w4g128 ({n}x{length}){' stream' if stream else ''}", "seconds": t, "vs_rtn": t / base,

@@ -6,25 +6,23 @@
 Per recipe: relative logits error vs the FP model and next-token perplexity on the held-out part of the
 bundled English text (never used for calibration), and the quantization time as a ratio of RTN's at the
 same setting (same process). Weight-only settings run RTN, GPTQ and AWQ; weight-activation settings run
-RTN, SmoothQuant, QuaRot and DuQuant, each the paper's preset fitted to SmolLM2's sizes (`fit_recipe`).
+RTN, SmoothQuant, QuaRot and DuQuant, each the paper's preset fitted to SmolLM2's sizes (`Recipe.paper(..., model=...)`).
 Not part of `python -m benchmarks` (several minutes on a CPU).
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from dllmq.calibration import get_calibration, load_text
+from dllmq.calibration import CalibSpec, calibration_for, load_text
+from dllmq.lab.layers import perplexity
 from dllmq.models import load_model
-from dllmq.quant import quantize
-from dllmq.quant.explore import perplexity
-from dllmq.quant.fit import fit_recipe
-from dllmq.quant.fold import relative_error
+from dllmq.quant import Recipe, quantize
+from dllmq.quant.report import relative_l2_error
 
 WEIGHT_ONLY = ("rtn", "gptq", "awq")
 WEIGHT_ACTIVATION = ("rtn", "smoothquant", "quarot", "duquant")
@@ -42,7 +40,8 @@ def logits(model, ids: torch.Tensor) -> torch.Tensor:
 
 def run(settings, n: int, seq_len: int, eval_tokens: int, steps: int) -> pd.DataFrame:
     model, tok = load_model("smollm2-135m", device="cpu")
-    calib = get_calibration("text", tok, n_samples=n, seq_len=seq_len, seed=0)
+    spec = CalibSpec("text", n, seq_len, 0)  # English prose; every recipe below names it
+    calib = calibration_for(spec, tok)
     test_ids = tok(load_text("test"), return_tensors="pt", add_special_tokens=False).input_ids[0][:eval_tokens]
     windows = test_ids[: (test_ids.numel() // seq_len) * seq_len].view(-1, seq_len)[:4]
     ref = logits(model, windows)
@@ -51,13 +50,13 @@ def run(settings, n: int, seq_len: int, eval_tokens: int, steps: int) -> pd.Data
     for setting in settings:
         rtn_time = None
         for method in methods_for(setting):
-            recipe = fit_recipe(method, setting, model, rotation_steps=steps if method == "duquant" else None)
-            qmodel = copy.deepcopy(model)
+            recipe = Recipe.paper(method, setting, model=model, calib=spec,
+                                  **({"rotation_steps": steps} if method == "duquant" else {}))
             t0 = time.perf_counter()
-            quantize(qmodel, recipe, calib)
+            qmodel, _ = quantize(model, recipe, calib)
             seconds = time.perf_counter() - t0
             rtn_time = seconds if method == "rtn" else rtn_time
-            rows.append({"setting": setting, "method": method, "logits_error": relative_error(ref, logits(qmodel, windows)),
+            rows.append({"setting": setting, "method": method, "logits_error": relative_l2_error(ref, logits(qmodel, windows)),
                          "perplexity": perplexity(qmodel, test_ids), "seconds": seconds,
                          "x_rtn": seconds / rtn_time, "recipe": str(recipe)})
             print(f"{setting:>10} {method:<12} error {rows[-1]['logits_error']:.3f}  ppl {rows[-1]['perplexity']:.2f}"

@@ -1,6 +1,8 @@
 """dllmq: learn, reproduce and extend post-training quantization of diffusion LLMs.
 
-The public API is small and imported lazily (importing dllmq loads no model, fetches nothing):
+The public API is small and imported lazily (importing dllmq loads no model, fetches nothing). Importing
+dllmq also makes official LLaDA/Dream checkpoints loadable with `transformers.AutoModel.from_pretrained`
+(no remote code; the registration waits until transformers loads its Auto classes):
 
     model, tok = dllmq.load_model("tiny")
     gen = dllmq.generate(model, tok, prompts, steps=64, gen_length=64, block_length=16, trace=True)
@@ -13,7 +15,13 @@ from __future__ import annotations
 
 import importlib
 
+from .models.registration import install_auto_registration
+
 __version__ = "0.1.0"
+
+# official LLaDA/Dream checkpoints load through transformers' Auto classes without remote code; this only
+# arms a hook and registers once transformers loads its Auto modules (see dllmq.models.registration)
+install_auto_registration()
 
 _EXPORTS = {
     "load_model": "dllmq.models",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -35,6 +36,28 @@ OFFLINE_SOURCES = ("text", "tiny")
 TEXT_PATH = Path(__file__).resolve().parent / "calibration_text.txt"
 HELD_OUT_MARKER = "=== held-out ==="
 MASK_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class CalibSpec:
+    """One calibration set, as a recipe names it: `get_calibration(source, tok, n_samples, seq_len, seed, mask_ratio)`."""
+
+    source: str = "wikitext2"
+    n_samples: int = 128
+    seq_len: int = 2048
+    seed: int = 0
+    mask_ratio: Union[None, float, str] = None  # None = clean text (as the paper); float or "uniform"
+
+    def __post_init__(self):
+        if self.source not in CALIB_SOURCES:
+            raise ValueError(f"calib source={self.source!r} is unknown; allowed: {CALIB_SOURCES}")
+        for name in ("n_samples", "seq_len", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
+                raise ValueError(f"calib {name}={value!r} must be a {'non-negative' if name == 'seed' else 'positive'} int")
+        m = self.mask_ratio
+        if not (m is None or m == "uniform" or (isinstance(m, float) and 0.0 < m <= 1.0)):
+            raise ValueError(f"calib mask_ratio={m!r} is invalid; allowed: None, a float in (0, 1], 'uniform'")
 
 
 class OfflineError(RuntimeError):
@@ -181,8 +204,8 @@ def get_calibration(source: str, tok, n_samples: int = 128, seq_len: int = 2048,
 
 
 def calibration_for(recipe, tok, **overrides) -> torch.Tensor:
-    """The calibration set a Recipe asks for (`recipe.calib`), fields overridable by keyword."""
-    spec = recipe.calib
+    """The calibration set a Recipe (or a CalibSpec) asks for, fields overridable by keyword."""
+    spec = recipe if isinstance(recipe, CalibSpec) else recipe.calib
     kw = dict(source=spec.source, n_samples=spec.n_samples, seq_len=spec.seq_len, seed=spec.seed,
               mask_ratio=spec.mask_ratio)
     kw.update(overrides)

@@ -16,8 +16,8 @@ COMMANDS = {
     "demo": ("dllmq.demo", "run the main demo on the tiny model"),
     "eval": ("dllmq.eval.cli", "evaluate with lm-eval (dLLM model class, offline TinyBench tasks)"),
     "quantize": ("dllmq.quant.cli", "quantize a model with a recipe string and save it"),
-    "reproduce": ("dllmq.experiments.reproduce", "reproduce a table of the paper, paper vs measured"),
-    "sweep": ("dllmq.experiments.cli", "run a resumable sweep preset into a results store"),
+    "reproduce": ("dllmq.sweeps.reproduce", "reproduce a table of the paper, paper vs measured"),
+    "sweep": ("dllmq.sweeps.cli", "run a resumable sweep preset into a results store"),
     "figures": ("dllmq.viz.figures", "write the activation-outlier figures"),
     "train-tiny": ("dllmq.tiny.train", "train the embedded tiny dLLM"),
 }

@@ -14,10 +14,20 @@ was initialised from an AR model), time grid linspace(1, eps, steps+1); "origin"
 position with probability 1 - s/t, the confidence algorithms ("maskgit_plus", "topk_margin", "entropy")
 commit the floor(n_masked * (1 - s/t)) most confident positions (all at the last step).
 
-Both samplers never predict the [MASK] token itself (a trained model gives it ~0 probability; a random
-or badly quantized one may not, and a committed [MASK] would break the per-step quota).
-Reference bugs avoided: CFG runs with the attention mask of a padded batch, and EOS/EoT suppression
-(`confidence_eos_eot_inf`) acts on both tokens at any temperature.
+Two sampler modes (`sampler_mode`, see docs/fidelity.md):
+  "guarded"   (the kit's default) the [MASK] logit is set to -inf before choosing, so a step never commits
+              a [MASK] and its quota is always met; confidences are softmaxes in fp32 over the rest of the
+              vocabulary; LLaDA ranks only the current block. A trained model gives [MASK] ~0 probability,
+              so this changes nothing there; a random or heavily quantized model may predict [MASK].
+  "official"  the official loops step for step: argmax and softmax over the whole vocabulary in the
+              logits' dtype (a [MASK] prediction commits nothing and stays masked), LLaDA ranks every
+              still-masked answer position up to the current block's end (a leftover mask of an earlier
+              block competes for the quota), Dream counts and ranks over the whole canvas with its batch-
+              averaged quota in fp32, and the random draws have the official shapes, so greedy samples are
+              token-identical to `generate.py` / `diffusion_generate` (the paper presets use this mode).
+Reference bug avoided in both modes: CFG runs with the attention mask of a padded batch. In guarded mode
+EOS/EoT suppression (`confidence_eos_eot_inf`) acts on both tokens at any temperature; official mode keeps
+generate.py's behaviour (both at temperature 0, only EoT above).
 """
 from __future__ import annotations
 
@@ -31,6 +41,14 @@ from .models.layout import family_of
 
 REMASKING = ("low_confidence", "random")
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
+SAMPLER_MODES = ("guarded", "official")
+
+
+def check_sampler_mode(sampler_mode: str) -> str:
+    if sampler_mode not in SAMPLER_MODES:
+        raise ValueError(f"sampler_mode={sampler_mode!r} is unknown; allowed: {SAMPLER_MODES} "
+                         "('guarded': never commit [MASK] (kit default), 'official': the official loops)")
+    return sampler_mode
 
 
 @dataclass
@@ -164,104 +182,145 @@ def _canvas(input_ids, attention_mask, gen_length: int, mask_id: int):
 # LLaDA
 
 
+def _llada_confidence(logits, x0, remasking, generator, canvas_shape, lo, end, official,
+                      suppress: tuple) -> torch.Tensor:
+    """Confidence of each prediction in the logits region [lo, end): softmax probability of x0 or a uniform
+    draw. Official mode draws the uniforms over the whole canvas, as generate.py does, and softmaxes with
+    the `suppress` tokens' logits at -inf (its confidence_eos_eot_inf)."""
+    if remasking == "random":
+        if official:
+            return torch.rand(canvas_shape, device=x0.device, generator=generator)[:, lo:end]
+        return torch.rand(x0.shape, device=x0.device, generator=generator)
+    if suppress:
+        logits = logits.clone()
+        logits[..., list(suppress)] = -torch.inf
+    return F.softmax(logits, dim=-1).gather(-1, x0[..., None]).squeeze(-1)
+
+
 @torch.no_grad()
 def llada_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, *,
                  steps: int = 128, gen_length: int = 128, block_length: int = 128, temperature: float = 0.0,
                  cfg_scale: float = 0.0, remasking: str = "low_confidence", mask_id: Optional[int] = None,
                  eos_id: Optional[int] = None, eot_id: Optional[int] = None, logits_eos_inf: bool = False,
                  confidence_eos_eot_inf: bool = False, generator: Optional[torch.Generator] = None,
-                 trace: bool = False):
-    """LLaDA's sampler on token ids. input_ids: (B, Lp) left-padded prompts. Returns (canvas, trace)."""
+                 trace: bool = False, sampler_mode: str = "guarded"):
+    """LLaDA's sampler on token ids. input_ids: (B, Lp) left-padded prompts. Returns (canvas, trace).
+
+    sampler_mode "guarded" (default) or "official" -- see the module docstring."""
     n_blocks = _check_llada_args(steps, gen_length, block_length, temperature, cfg_scale, remasking)
+    official = check_sampler_mode(sampler_mode) == "official"
     mask_id = model.config.mask_token_id if mask_id is None else mask_id
     B, Lp = input_ids.shape
     device = input_ids.device
     x, attention_mask = _canvas(input_ids, attention_mask, gen_length, mask_id)
     prompt_mask = torch.zeros_like(x, dtype=torch.bool)
     prompt_mask[:, :Lp] = True
+    # official: every masked position left of the block end competes; masks inside the prompt (infilling)
+    # are filled too, as generate.py does (they never change after the start: committed tokens stay)
+    first = 0 if official and bool((input_ids == mask_id).any()) else Lp
     steps_per_block = steps // n_blocks
-    quota = unmask_quota(block_length, steps_per_block)
+    specials = tuple(t for t in (eos_id, eot_id) if t is not None)
     records = [] if trace else None
     step_index = 0
     for b in range(n_blocks):
         start, end = Lp + b * block_length, Lp + (b + 1) * block_length
+        lo = first if official else start  # the logits region
+        quotas = [unmask_quota(int(n), steps_per_block) for n in (x[:, start:end] == mask_id).sum(-1)]
         for j in range(steps_per_block):
-            logits = _cfg_logits(model, x, attention_mask, prompt_mask, mask_id, cfg_scale, (start, end))
-            logits = logits.float()  # (B, block_length, V)
-            logits[..., mask_id] = -torch.inf  # never predict [MASK] itself (a committed mask would look unmasked-able)
+            logits = _cfg_logits(model, x, attention_mask, prompt_mask, mask_id, cfg_scale, (lo, end))
+            if not official:
+                logits = logits.float()  # (B, block_length, V)
+                logits[..., mask_id] = -torch.inf  # never predict [MASK] itself: a step always meets its quota
             if logits_eos_inf and eos_id is not None:
                 logits[..., eos_id] = -torch.inf
-            block = x[:, start:end]
-            masked = block == mask_id  # (B, block_length)
+            region = x[:, lo:end]  # view: writes go into x
+            masked = region == mask_id
             x0 = gumbel_argmax(logits, temperature, generator)
-            if remasking == "low_confidence":
-                conf = F.softmax(logits, dim=-1).gather(-1, x0[..., None]).squeeze(-1)
+            if official and confidence_eos_eot_inf:  # generate.py: both at temperature 0, only EoT above
+                suppress = specials if temperature == 0 else tuple(t for t in (eot_id,) if t is not None)
             else:
-                conf = torch.rand(x0.shape, device=device, generator=generator)
-            if confidence_eos_eot_inf:  # EOS/EoT predictions never win on confidence (filled last)
-                for special in (eos_id, eot_id):
-                    if special is not None:
-                        conf = conf.masked_fill(x0 == special, -torch.inf)
+                suppress = ()
+            conf = _llada_confidence(logits, x0, remasking, generator, x.shape, lo, end, official, suppress)
+            if confidence_eos_eot_inf and not official:  # EOS/EoT predictions never win (filled last)
+                for special in specials:
+                    conf = conf.masked_fill(x0 == special, -torch.inf)
+            x0 = torch.where(masked, x0, region)  # a position that is not masked keeps its token
             conf = conf.masked_fill(~masked, -torch.inf)
-            k = quota[j]
-            chosen = conf.topk(k, dim=-1).indices  # (B, k)
+            if official:  # rank over the whole canvas with the same tensor shapes as generate.py
+                full = torch.full(x.shape, -torch.inf, dtype=conf.dtype, device=device)
+                full[:, lo:end] = conf
+                conf, offset = full, 0
+                x0_full = x.clone()
+                x0_full[:, lo:end] = x0
+                x0 = x0_full
+            else:
+                offset = lo
+            chosen = [conf[r].topk(quotas[r][j]).indices for r in range(B)]
             if records is not None:
-                picked_conf = conf.gather(1, chosen)
-                records.append(StepTrace(step=step_index, block=b,
-                                         positions=list((chosen + b * block_length).cpu()),
-                                         tokens=list(x0.gather(1, chosen).cpu()),
-                                         confidences=list(picked_conf.cpu()),
-                                         canvas=x[:, Lp:].cpu().clone()))
-            block.scatter_(1, chosen, x0.gather(1, chosen))  # writes into x (block is a view)
+                records.append(_step_record(step_index, b, x, x0, conf, chosen, Lp, offset))
+            for r in range(B):
+                x[r, offset + chosen[r]] = x0[r, chosen[r]]
             step_index += 1
     return x, records
+
+
+def _step_record(step, block, x, x0, conf, chosen, Lp, offset) -> StepTrace:
+    """Trace of one step; x0/conf/chosen index the canvas from `offset`. Positions left of the answer
+    (a prompt overwritten by the official Dream loop) are not recorded."""
+    positions, tokens, confidences = [], [], []
+    for r, idx in enumerate(chosen):
+        keep = idx[idx + offset >= Lp]
+        positions.append((keep + offset - Lp).cpu())
+        tokens.append(x0[r, keep].cpu())
+        confidences.append(conf[r, keep].float().cpu())
+    return StepTrace(step=step, block=block, positions=positions, tokens=tokens, confidences=confidences,
+                     canvas=x[:, Lp:].cpu().clone())
 
 
 # --------------------------------------------------------------------------------------------------
 # Dream
 
 
-def _filter_top_p_top_k(logits: torch.Tensor, top_p: Optional[float], top_k: Optional[int]) -> torch.Tensor:
+def _filter_top_p_top_k(logits: torch.Tensor, top_p: Optional[float], top_k: Optional[int],
+                        fill: float = -torch.inf) -> torch.Tensor:
     if top_p is not None and top_p < 1:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         cum = sorted_logits.softmax(-1).cumsum(-1)
         drop = cum > top_p
         drop[..., 1:] = drop[..., :-1].clone()  # keep the first token that crosses top_p
         drop[..., 0] = False
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), -torch.inf)
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), fill)
     if top_k is not None and top_k > 0:
         kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, -torch.inf)
+        logits = logits.masked_fill(logits < kth, fill)
     return logits
 
 
 def dream_sample_tokens(logits: torch.Tensor, temperature: float, top_p, top_k, alg: str,
-                        generator: Optional[torch.Generator]):
-    """(N, V) logits -> (confidence, x0) per Dream's `sample_tokens`."""
+                        generator: Optional[torch.Generator], official: bool = False):
+    """(N, V) logits -> (confidence, x0) per Dream's `sample_tokens`.
+
+    official: filtered logits get the dtype's lowest value (not -inf), the negative entropy is
+    sum p log(p + 1e-10), and a temperature draw samples with replacement, all as Dream's code does."""
     if temperature > 0:
         logits = logits / temperature
-    logits = _filter_top_p_top_k(logits, top_p, top_k)
+    fill = torch.finfo(logits.dtype).min if official else -torch.inf
+    logits = _filter_top_p_top_k(logits, top_p, top_k, fill)
     probs = logits.softmax(-1)
     if temperature > 0:
-        x0 = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        x0 = torch.multinomial(probs, 1, replacement=official, generator=generator).squeeze(-1)
         conf = probs.gather(-1, x0[:, None]).squeeze(-1)
     else:
         conf, x0 = probs.max(-1)
     if alg == "topk_margin":
         top2 = probs.topk(2, dim=-1).values
         conf = top2[:, 0] - top2[:, 1]
-    elif alg == "entropy":
-        conf = (probs * probs.clamp_min(1e-30).log()).sum(-1)  # negative entropy: higher = more certain
+    elif alg == "entropy":  # negative entropy: higher = more certain
+        conf = (probs * (probs + 1e-10).log()).sum(-1) if official else (probs * probs.clamp_min(1e-30).log()).sum(-1)
     return conf, x0
 
 
-@torch.no_grad()
-def dream_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, *,
-                 steps: int = 512, gen_length: int = 512, temperature: float = 0.0, top_p: Optional[float] = None,
-                 top_k: Optional[int] = None, alg: str = "origin", alg_temp: Optional[float] = None,
-                 eps: float = 1e-3, mask_id: Optional[int] = None, generator: Optional[torch.Generator] = None,
-                 trace: bool = False):
-    """Dream's `diffusion_generate` on token ids. Returns (canvas, trace)."""
+def _check_dream_args(steps, gen_length, temperature, alg, top_k):
     if alg not in DREAM_ALGS:
         raise ValueError(f"alg={alg!r} is unknown; allowed: {DREAM_ALGS}")
     if not isinstance(steps, int) or steps < 1:
@@ -270,6 +329,32 @@ def dream_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.
         raise ValueError(f"gen_length={gen_length!r} must be a positive integer")
     if temperature < 0:
         raise ValueError(f"temperature={temperature} must be >= 0")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k={top_k!r} must be a positive integer or None (no top-k filter, as Dream's "
+                         "evaluation harness passes)")
+
+
+def _dream_logits(model, x, attention_mask, Lp: int, whole: bool) -> torch.Tensor:
+    """Shifted logits (the output at j-1 predicts token j): of the answer positions, or of the whole canvas
+    (position 0 keeps its own) when `whole` -- the official loop once a [MASK] sits in the prompt."""
+    if not whole:
+        return _forward(model, x, attention_mask, (Lp - 1, x.shape[1] - 1))
+    logits = _forward(model, x, attention_mask, None)
+    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+
+
+@torch.no_grad()
+def dream_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, *,
+                 steps: int = 512, gen_length: int = 512, temperature: float = 0.0, top_p: Optional[float] = None,
+                 top_k: Optional[int] = None, alg: str = "origin", alg_temp: Optional[float] = None,
+                 eps: float = 1e-3, mask_id: Optional[int] = None, generator: Optional[torch.Generator] = None,
+                 trace: bool = False, sampler_mode: str = "guarded"):
+    """Dream's `diffusion_generate` on token ids. Returns (canvas, trace).
+
+    top_k=None (no filter) is what Dream's evaluation harness passes; a plain `diffusion_generate` call
+    would inherit top_k from the model's generation config. sampler_mode: see the module docstring."""
+    _check_dream_args(steps, gen_length, temperature, alg, top_k)
+    official = check_sampler_mode(sampler_mode) == "official"
     mask_id = model.config.mask_token_id if mask_id is None else mask_id
     B, Lp = input_ids.shape
     device = input_ids.device
@@ -279,12 +364,15 @@ def dream_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.
     timesteps = torch.linspace(1, eps, steps + 1, device=device)
     records = [] if trace else None
     for i in range(steps):
+        if official:
+            _dream_official_step(model, x, attention_mask, Lp, mask_id, timesteps, i, steps, temperature, top_p,
+                                 top_k, alg, alg_temp, generator, records)
+            continue
         gen = x[:, Lp:]  # view
         masked = gen == mask_id  # (B, gen_length)
         if not masked.any():
             break
-        # shift by one: the output at position j-1 predicts token j (only answer positions are needed)
-        logits = _forward(model, x, attention_mask, (Lp - 1, x.shape[1] - 1)).float()  # (B, gen_length, V)
+        logits = _dream_logits(model, x, attention_mask, Lp, False).float()  # (B, gen_length, V)
         logits[..., mask_id] = -torch.inf  # never predict [MASK] itself
         t, s = timesteps[i].item(), timesteps[i + 1].item()
         last = i == steps - 1
@@ -325,6 +413,63 @@ def dream_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.
     return x, records
 
 
+def _dream_official_step(model, x, attention_mask, Lp, mask_id, timesteps, i, steps, temperature, top_p, top_k,
+                         alg, alg_temp, generator, records) -> None:
+    """One step of Dream's `_sample` on the whole canvas, in place: [MASK] may be predicted (it commits
+    nothing), the quota is int(batch-mean masked count * (1 - s/t)) in fp32 (all at the last step), and a
+    row with fewer masked positions than that quota gets its -inf-ranked positions overwritten with [MASK],
+    exactly as the official loop does."""
+    B, T = x.shape
+    masked = x == mask_id  # (B, T), row-major order below
+    whole = bool(masked[:, :Lp].any())
+    lo = 0 if whole else Lp
+    logits = _dream_logits(model, x, attention_mask, Lp, whole)  # (B, T - lo, V), the model's dtype
+    region_masked = masked[:, lo:]
+    masked_logits = logits[region_masked]
+    t, s = timesteps[i], timesteps[i + 1]
+    before = x[:, Lp:].clone()
+    if alg == "origin":
+        p_transfer = 1 - s / t if i < steps - 1 else 1
+        fill = torch.full((masked_logits.shape[0],), mask_id, dtype=torch.long, device=x.device)
+        flip = torch.rand(fill.shape, device=x.device, generator=generator) < p_transfer
+        conf, picked = dream_sample_tokens(masked_logits[flip], temperature, top_p, top_k, "origin", generator,
+                                           official=True)
+        fill[flip] = picked
+        x[:, lo:][region_masked] = fill
+        if records is not None:
+            written = torch.zeros_like(masked)
+            written[:, lo:][region_masked] = flip
+            score = torch.full(x.shape, float("nan"), device=x.device)
+            score[written] = conf.float()
+            chosen = [written[r].nonzero().squeeze(-1) for r in range(B)]
+            records.append(_step_record(i, 0, _with(x, before, Lp), x, score, chosen, Lp, 0))
+        return
+    conf, picked = dream_sample_tokens(masked_logits, temperature, top_p, top_k, alg, generator, official=True)
+    mean_masked = masked.sum() / B  # a float tensor, averaged over the batch as the official loop does
+    n = int(mean_masked * (1 - s / t)) if i < steps - 1 else int(mean_masked)
+    if n <= 0:
+        return
+    score = torch.full(x.shape, -torch.inf, dtype=logits.dtype, device=x.device)
+    score[:, lo:][region_masked] = conf
+    if alg_temp:
+        chosen = torch.multinomial((score / alg_temp).softmax(-1), n, generator=generator)
+    else:
+        chosen = score.topk(n).indices
+    candidate = torch.full_like(x, mask_id)
+    candidate[:, lo:][region_masked] = picked
+    rows = torch.arange(B, device=x.device)[:, None].expand_as(chosen)
+    x[rows, chosen] = candidate[rows, chosen]
+    if records is not None:
+        records.append(_step_record(i, 0, _with(x, before, Lp), x, score, list(chosen), Lp, 0))
+
+
+def _with(x, answer_before, Lp):
+    """The canvas with its answer region as it was before the step (what a trace records)."""
+    canvas = x.clone()
+    canvas[:, Lp:] = answer_before
+    return canvas
+
+
 # --------------------------------------------------------------------------------------------------
 # text in, text out
 
@@ -357,11 +502,14 @@ def generate(model, tok, prompts: Sequence[str], *, steps: int = 64, gen_length:
              top_p: Optional[float] = None, top_k: Optional[int] = None, seed: int = 0, trace: bool = False,
              batch_size: Optional[int] = None, chat_template: bool = False, stop_at_eos: bool = True,
              logits_eos_inf: bool = False, confidence_eos_eot_inf: bool = False,
-             eot_token_id: Optional[int] = None) -> Generation:
+             eot_token_id: Optional[int] = None, sampler_mode: str = "guarded") -> Generation:
     """Generate answers for a batch of prompts with the model family's sampler.
 
     LLaDA uses steps / gen_length / block_length / remasking / cfg_scale; Dream uses steps / gen_length /
-    alg / alg_temp / top_p / top_k (block_length must be None or gen_length: Dream has no blocks)."""
+    alg / alg_temp / top_p / top_k (block_length must be None or gen_length: Dream has no blocks; top_k=None,
+    no filter, is what Dream's evaluation harness passes). sampler_mode: "guarded" (never commit [MASK],
+    the kit default) or "official" (token-identical to the official samplers; the paper presets use it)."""
+    check_sampler_mode(sampler_mode)
     family = family_of(model)
     if family not in ("llada", "dream"):
         raise ValueError(f"model family {family!r} is autoregressive; use model.generate for it")
@@ -384,11 +532,11 @@ def generate(model, tok, prompts: Sequence[str], *, steps: int = 64, gen_length:
                                   block_length=block_length, temperature=temperature, cfg_scale=cfg_scale,
                                   remasking=remasking, eos_id=tok.eos_token_id, eot_id=eot_token_id,
                                   logits_eos_inf=logits_eos_inf, confidence_eos_eot_inf=confidence_eos_eot_inf,
-                                  generator=generator, trace=trace)
+                                  generator=generator, trace=trace, sampler_mode=sampler_mode)
         else:
             x, rec = dream_sample(model, input_ids, attention_mask, steps=steps, gen_length=gen_length,
                                   temperature=temperature, top_p=top_p, top_k=top_k, alg=alg,
-                                  alg_temp=alg_temp, generator=generator, trace=trace)
+                                  alg_temp=alg_temp, generator=generator, trace=trace, sampler_mode=sampler_mode)
         answer = x[:, input_ids.shape[1]:].cpu()
         texts += _decode(tok, answer, stop_at_eos)
         ids.append(answer)
@@ -399,7 +547,8 @@ def generate(model, tok, prompts: Sequence[str], *, steps: int = 64, gen_length:
     merged = _merge_traces(traces) if trace else None
     sequences = seqs[0] if len(seqs) == 1 else None  # prompt lengths differ across chunks
     settings = dict(family=family, steps=steps, gen_length=gen_length, block_length=block_length,
-                    temperature=temperature, cfg_scale=cfg_scale, remasking=remasking, alg=alg, seed=seed)
+                    temperature=temperature, cfg_scale=cfg_scale, remasking=remasking, alg=alg, top_p=top_p,
+                    top_k=top_k, seed=seed, sampler_mode=sampler_mode)
     return Generation(text=texts, ids=torch.cat(ids), sequences=sequences, prompt_length=prompt_len,
                       trace=merged, settings=settings)
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
 
 from .decoding import generate
 from .models import load_model
@@ -26,6 +30,40 @@ def show_denoising(model, tok, prompt: str = DEMO_PROMPT, gen_length: int = 24) 
         print("  " + line)
     print(f"answer: {gen.text[0]!r}\n")
     return gen.text[0]
+
+
+def run_demo(out_dir: str = "results/demo", limit=None, model: Optional[str] = None, reduced: bool = False,
+             progress: bool = True, runner=None) -> pd.DataFrame:
+    """Run (or resume) the demo grid; write results.{jsonl,csv,md} and figures into out_dir; print the table."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from .sweeps import ResultStore, run_sweep
+    from .sweeps.demo import demo_cells, results_table, to_markdown
+    from .sweeps.runner import CellRunner
+    from .viz import results as figures
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = demo_cells(model, reduced)
+    store = ResultStore(out / "results.jsonl")
+    start = time.perf_counter()
+    summary = run_sweep(cells, runner or CellRunner(limit=limit), store, progress=progress, desc="demo")
+    frame = store.to_frame()
+    frame = frame[frame["cell"].isin({c.id for c in cells})]
+    table = results_table(frame)
+    table.to_csv(out / "results.csv", index=False)
+    (out / "results.md").write_text(f"# dllmq demo: {cells[0].model}, TinyBench, limit={limit}\n\n" + to_markdown(table))
+    fig = figures.plot_accuracy_by_category(frame, metric=None, title=f"{cells[0].model}: TinyBench per category")
+    fig.savefig(out / "accuracy_by_category.png", dpi=120)
+    fig = figures.plot_demo_drops(table)
+    fig.savefig(out / "drops_vs_paper.png", dpi=120)
+    print(f"{summary}; total {time.perf_counter() - start:.0f} s")
+    shown = table.drop(columns=["recipe"]).round(1)
+    print(shown.to_string(index=False))
+    print(f"-> {out / 'results.md'}, {out / 'results.csv'}, {out / 'accuracy_by_category.png'}, "
+          f"{out / 'drops_vs_paper.png'}")
+    return table
 
 
 def main(argv=None) -> int:
@@ -50,7 +88,6 @@ def main(argv=None) -> int:
         table = evaluate(model, tok, tasks=["tinybench"], limit=args.limit)
         print(category_summary(table).to_string(index=False), "\n")
     if args.grid:
-        from .experiments.demo_grid import run_demo
         print("== 3. every method x setting on TinyBench (resumable store in", args.out + ")")
         run_demo(out_dir=args.out, limit=args.limit)
     print(f"demo finished in {time.time() - t0:.0f} s")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 
 import torch
@@ -11,8 +12,13 @@ PACKAGES = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "matp
 
 
 def device() -> str:
-    """"cuda" when a GPU is visible, else "cpu" (every notebook runs on both)."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """Where the kit computes by default: "cpu" without a GPU; "cuda" on one GPU; "cuda:<LOCAL_RANK>" in each
+    process of a data-parallel launch (torchrun / accelerate set WORLD_SIZE and LOCAL_RANK)."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cuda"
 
 
 def package_versions() -> dict:

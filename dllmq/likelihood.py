@@ -13,6 +13,13 @@ Dream's variant (`eval/eval.py`, nll_type "mc"): stratified t_i = (u + i/b) mod 
 p = (1 - eps) t + eps, each continuation token masked independently with probability p, logits shifted by
 one position, weight 1/p.
 
+What is scored (`definition`, see docs/fidelity.md):
+  "official"  each family's own harness (the default). LLaDA: the continuation alone. Dream: BOS + context
+              as context (string API), and the continuation followed by EOS, the EOS never masked -- i.e.
+              log p(y | c, EOS visible after y), as Dream's harness (the paper's Table 5) scores it.
+  "bare"      the continuation alone for either family, every continuation token maskable (LLaDA's
+              definition; what dllmq scored for Dream before).
+
 Masks come from a generator seeded by (seed, token ids): two models scored with the same seed see the
 same masks (common random numbers), so FP-vs-quantized differences have low variance.
 """
@@ -21,12 +28,29 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
+from fractions import Fraction
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .models.layout import family_of
+
+DEFINITIONS = ("official", "bare")
+
+
+def check_definition(definition: Optional[str]) -> str:
+    """The likelihood definition to use: None means "official"; anything else must be one of DEFINITIONS."""
+    definition = "official" if definition is None else definition
+    if definition not in DEFINITIONS:
+        raise ValueError(f"definition={definition!r} is unknown; allowed: {DEFINITIONS} "
+                         "('official': each family's own harness, 'bare': the continuation alone)")
+    return definition
+
+
+def appends_eos(family: str, definition: Optional[str]) -> bool:
+    """True where the continuation is scored with a visible EOS after it (Dream's official definition)."""
+    return family == "dream" and check_definition(definition) == "official"
 
 
 def _request_generator(seed: int, ctx: Sequence[int], cont: Sequence[int]) -> torch.Generator:
@@ -104,12 +128,24 @@ def _score_rows(model, rows: list, family: str, mask_id: int, cfg_scale: float, 
 def mc_loglikelihood(model, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *,
                      mc_samples: int = 128, batch_size: int = 32, group_size: Optional[int] = None, seed: int = 0,
                      cfg_scale: float = 0.0, mask_id: Optional[int] = None, pad_id: int = 0,
-                     eps: float = 1e-3, progress: bool = False) -> list:
+                     eps: float = 1e-3, definition: Optional[str] = None, eos_id: Optional[int] = None,
+                     progress: bool = False) -> list:
     """Token-level estimator: returns [(log-likelihood estimate, standard error)] per request.
 
     batch_size rows (from any requests) go through the model per forward; group_size (default
-    min(batch_size, mc_samples), as the reference) is the stratification group and must divide mc_samples."""
+    min(batch_size, mc_samples), as the reference) is the stratification group and must divide mc_samples.
+    definition: "official" (default) or "bare" (module docstring); Dream's official definition appends
+    eos_id (default: the model config's eos_token_id) after each continuation and never masks it. The
+    masks depend only on (seed, context, continuation), not on the model: common random numbers."""
     family = family_of(model)
+    with_eos = appends_eos(family, definition)
+    if with_eos:
+        eos_id = model.config.eos_token_id if eos_id is None else eos_id
+        if isinstance(eos_id, (list, tuple)):
+            eos_id = eos_id[0]
+        if eos_id is None:
+            raise ValueError("eos_id=None: Dream's official likelihood scores the continuation followed by EOS; "
+                             "pass eos_id= or use definition='bare'")
     if family not in ("llada", "dream"):
         raise ValueError(f"model family {family!r} is autoregressive; score it with its causal log-probs")
     if len(contexts) != len(continuations):
@@ -134,6 +170,9 @@ def mc_loglikelihood(model, contexts: Sequence[Sequence[int]], continuations: Se
             g = _request_generator(seed, ctx, cont)
             make = llada_masks if family == "llada" else dream_masks
             masks, ratios = make(L, mc_samples, group, g) if family == "llada" else make(L, mc_samples, group, g, eps)
+        if with_eos:  # EOS after the continuation: always visible (never masked), never scored
+            cont = cont + [int(eos_id)]
+            masks = torch.cat([masks, torch.zeros(len(masks), 1, dtype=torch.bool)], dim=1)
         for m, p in zip(masks, ratios.tolist()):
             rows.append((ctx, cont, m, p))
             owner.append(i)
@@ -155,44 +194,86 @@ def mc_loglikelihood(model, contexts: Sequence[Sequence[int]], continuations: Se
     return out
 
 
-def encode_pair(tok, context: str, continuation: str) -> tuple:
-    """Token ids of (context, continuation) as lm-eval splits them: trailing spaces of the context move to
-    the continuation, and the continuation is what the joint encoding adds after the context."""
-    n_spaces = len(context) - len(context.rstrip(" "))
+def encode_pair(tok, context: str, continuation: str, bos_id: Optional[int] = None) -> tuple:
+    """Token ids of (context, continuation) as lm-eval splits them: trailing whitespace of the context moves
+    to the continuation (as lm-eval's TemplateLM and the LLaDA/Dream harnesses do), and the continuation is
+    what the joint encoding adds after the context. bos_id, if given, leads the context (once)."""
+    n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
         context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
     whole = tok(context + continuation)["input_ids"]
     ctx = tok(context)["input_ids"]
-    return ctx, whole[len(ctx):]
+    cont = whole[len(ctx):]
+    if bos_id is not None and ctx[:1] != [bos_id]:
+        ctx = [bos_id] + ctx
+    return ctx, cont
+
+
+def harness_pair(tok, family: str, context: str, continuation: str, definition: Optional[str] = None) -> tuple:
+    """(context ids, continuation ids) as the family's harness builds them for `definition`: Dream's
+    official harness puts BOS before every context (add_bos_token=true in its scripts); the EOS it appends
+    to the continuation is added by `mc_loglikelihood`."""
+    bos = tok.bos_token_id if appends_eos(family, definition) else None
+    return encode_pair(tok, context, continuation, bos_id=bos)
 
 
 def loglikelihood(model, tok, pairs: Sequence[tuple], *, mc_samples: int = 128, batch_size: int = 32,
-                  seed: int = 0, cfg_scale: float = 0.0, return_stderr: bool = False, progress: bool = False):
+                  seed: int = 0, cfg_scale: float = 0.0, definition: Optional[str] = None,
+                  return_stderr: bool = False, progress: bool = False):
     """log p(continuation | context) for (context, continuation) string pairs, by the MC masked ELBO.
 
+    definition: "official" (default; the family's own harness) or "bare" -- see the module docstring.
     Returns a list of floats, or of (value, stderr) with return_stderr=True."""
-    encoded = [encode_pair(tok, c, y) for c, y in pairs]
+    family = family_of(model)
+    encoded = [harness_pair(tok, family, c, y, definition) for c, y in pairs]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     res = mc_loglikelihood(model, [c for c, _ in encoded], [y for _, y in encoded], mc_samples=mc_samples,
-                           batch_size=batch_size, seed=seed, cfg_scale=cfg_scale, pad_id=pad, progress=progress)
+                           batch_size=batch_size, seed=seed, cfg_scale=cfg_scale, pad_id=pad,
+                           definition=definition, eos_id=tok.eos_token_id, progress=progress)
     return res if return_stderr else [v for v, _ in res]
 
 
-@torch.no_grad()
-def exact_elbo(model, context: Sequence[int], continuation: Sequence[int]) -> float:
-    """The LLaDA ELBO computed exactly by enumerating every mask (2^L - 1 forwards; for L <= ~10).
+def subset_weight(family: str, k: int, L: int, eps: float = 1e-3) -> float:
+    """Weight of one mask set S with |S| = k in the family's ELBO, E = sum_S weight(|S|) sum_{i in S} log p(y_i | ...).
 
-    (1/L) sum_k (L/k) mean_{|S|=k} sum_{i in S} log p(y_i | c, y_{S masked}) -- the quantity
-    `mc_loglikelihood` estimates; used by tests and the evaluation notebook."""
-    L = len(continuation)
+    LLaDA (k ~ U{1..L}, then S uniform among sets of size k, weight L/k):  1 / (k * C(L, k)).
+    Dream (p ~ U(eps, 1), each token masked with probability p, weight 1/p):
+        1/(1 - eps) * integral_eps^1 p^(k-1) (1 - p)^(L-k) dp, expanded exactly in rationals."""
+    if not 1 <= k <= L:
+        raise ValueError(f"k={k} must lie in 1..L={L}")
+    if family == "llada":
+        return 1.0 / (k * math.comb(L, k))
+    if family != "dream":
+        raise ValueError(f"family={family!r} has no masked ELBO; allowed: 'llada', 'dream'")
+    e = Fraction(eps)
+    integral = sum(Fraction(math.comb(L - k, j) * (-1) ** j, k + j) * (1 - e ** (k + j)) for j in range(L - k + 1))
+    return float(integral / (1 - e))
+
+
+@torch.no_grad()
+def exact_elbo(model, context: Sequence[int], continuation: Sequence[int], *, definition: Optional[str] = None,
+               eos_id: Optional[int] = None, eps: float = 1e-3) -> float:
+    """The family's ELBO computed exactly by enumerating every mask (2^L - 1 forwards; for L <= ~10).
+
+    sum_S subset_weight(|S|) sum_{i in S} log p(y_i | c, y with S masked) -- the quantity `mc_loglikelihood`
+    estimates with the same definition (Dream's official one: EOS visible after y); used by tests and the
+    evaluation notebook."""
+    family = family_of(model)
+    context, cont = list(context), list(continuation)
+    L = len(cont)
+    if L == 0:
+        raise ValueError("continuation is empty")
+    tail = []
+    if appends_eos(family, definition):
+        eos_id = model.config.eos_token_id if eos_id is None else eos_id
+        tail = [int(eos_id[0] if isinstance(eos_id, (list, tuple)) else eos_id)]
     total = 0.0
     for k in range(1, L + 1):
-        subsets = list(itertools.combinations(range(L), k))
         rows = []
-        for S in subsets:
-            m = torch.zeros(L, dtype=torch.bool)
+        for S in itertools.combinations(range(L), k):
+            m = torch.zeros(L + len(tail), dtype=torch.bool)
             m[list(S)] = True
-            rows.append((list(context), list(continuation), m, k / L))
-        losses = _score_rows(model, rows, family_of(model), model.config.mask_token_id, 0.0, 0)
-        total += -sum(losses) / len(subsets) / L
+            rows.append((context, cont + tail, m, 1.0))  # ratio 1: plain CE sums, weighted below
+        losses = _score_rows(model, rows, family, model.config.mask_token_id, 0.0, 0)
+        total -= subset_weight(family, k, L, eps) * sum(losses)
     return total

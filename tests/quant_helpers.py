@@ -6,7 +6,7 @@ import torch
 from dllmq.models import ROLES, get_layout
 from dllmq.quant import QuantLinear
 from dllmq.quant.gptq import gptq_quantize
-from dllmq.quant.quantizer import fake_quantize_spec
+from dllmq.quant.quantizer import fake_quantize
 from dllmq.quant.report import relative_output_error
 from dllmq.quant.sequential import batched_relative_error, run_sequential
 
@@ -22,7 +22,7 @@ def gptq_vs_rtn_layer_errors(model, calib, specs, blocks=None, **gptq_kwargs):
                 w, H = ctx.block.get(role).weight.data, stats[role].H
                 g = gptq_quantize(w, H, spec, **gptq_kwargs).weight
                 rows.append((spec.bits, ctx.index, role, relative_output_error(w, g, H),
-                             relative_output_error(w, fake_quantize_spec(w.float(), spec), H)))
+                             relative_output_error(w, fake_quantize(w.float(), spec), H)))
 
     run_sequential(model, get_layout(model), calib, process, propagate="fp", blocks=blocks, measure_block_error=False)
     return rows

@@ -346,7 +346,8 @@ def test_capture_inputs_shapes_and_padding(tiny_llada):
 
 
 def test_explorer_widgets_headless(tiny_llada):
-    from dllmq.activations.explorer import OutlierExplorer, explore_view
+    from dllmq.lab.n02_outliers import explore_view
+    from dllmq.viz.explorer import OutlierExplorer
     model, tok = tiny_llada
     ex = OutlierExplorer(model, ["the quick brown fox jumps over the lazy dog"], tok=tok, max_tokens=32)
     assert ex.last["layer"] == 1 and ex.last["role"] == "down" and ex.last["n_masked"] == 0
@@ -356,7 +357,7 @@ def test_explorer_widgets_headless(tiny_llada):
     assert (ex.last["layer"], ex.last["role"], ex.last["ratio"]) == (0, "q", 0.5)
     assert ex.last["n_masked"] == round(0.5 * 32)
     assert len(ex.last["figure"].axes) == 2
-    view = explore_view(model, (torch.randint(4, 100, (1, 12)), None), 1, "down", draw=False)
+    view = explore_view(model, (torch.randint(4, 100, (1, 12)), None), 1, "down")
     assert "figure" not in view and view["absmax"] > 0
 
 
@@ -400,3 +401,15 @@ def test_exercise_checkers_accept_solutions_and_reject_mistakes(tiny_llada):
     assert "correct" in ex.check_massive_layer(best, stats)
     with pytest.raises(AssertionError, match="absmax"):
         ex.check_massive_layer(1 - best, stats)
+
+
+def test_streaming_token_error_equals_the_one_quantizer():
+    """stats.py's one-pass per-token squared error is the error of the kit's quantizer, not a second grid."""
+    from dllmq.activations.token_quant import _token_quant_sse
+    torch.manual_seed(1)
+    x = torch.randn(16, 48) * 2 + 0.2
+    x[3, 5] = 400.0
+    lo, hi = x.amin(-1, keepdim=True).clamp(max=0), x.amax(-1, keepdim=True).clamp(min=0)
+    for bits in (8, 4):
+        want = (fake_quant_per_token(x, bits) - x).pow(2).sum(-1)
+        torch.testing.assert_close(_token_quant_sse(x, lo, hi, bits), want, rtol=1e-4, atol=1e-6)

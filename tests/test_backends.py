@@ -1,5 +1,4 @@
 """Storage backends: packed int4 is exact, save -> load gives identical outputs, bitsandbytes swaps, memory."""
-import copy
 
 import pytest
 import torch
@@ -41,7 +40,7 @@ def test_packed_dequantization_is_exact(spec):
 
 def test_gptq_act_order_packs_with_g_idx(tiny_llada):
     model, _ = tiny_llada
-    quantize(model, "gptq:w4a16g32:act_order", torch.randint(4, 100, (4, 32)))
+    quantize(model, "gptq:w4a16g32:act_order", torch.randint(4, 100, (4, 32)), inplace=True)
     lin = get_layout(model).blocks[0].get("down")
     assert lin.g_idx is not None
     p = pack_codes(lin)
@@ -58,7 +57,7 @@ def test_pack_refuses_what_it_cannot_store():
                                             ("llama", "rtn:w4a8:kv=8")])
 def test_save_load_identical_outputs(family, recipe, request, tmp_path):
     model, tok = request.getfixturevalue(f"tiny_{family}")
-    model, report = quantize(model, recipe, torch.randint(4, 100, (4, 32)))
+    model, report = quantize(model, recipe, torch.randint(4, 100, (4, 32)), inplace=True)
     ids = torch.randint(4, 100, (2, 24))
     with torch.no_grad():
         ref = model(input_ids=ids).logits
@@ -84,7 +83,7 @@ def test_load_errors(tmp_path):
 def test_pack_model_and_memory(tiny_llada):
     model, _ = tiny_llada
     fp_bytes = weight_memory(model)
-    quantize(model, "rtn:w4a16g32")
+    quantize(model, "rtn:w4a16g32", inplace=True)
     assert weight_memory(model) == fp_bytes  # fake-quant keeps float weights
     assert pack_model(model) == 14
     assert weight_memory(model) < fp_bytes / 5

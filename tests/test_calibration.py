@@ -6,7 +6,7 @@ import torch
 
 from dllmq import calibration as cal
 from dllmq.calibration import OfflineError, get_calibration, load_text, mask_tokens
-from dllmq.tiny.tokenizer import build_char_tokenizer
+from dllmq.models.tokenizers import build_char_tokenizer
 
 
 @pytest.fixture(scope="module")

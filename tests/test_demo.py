@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from dllmq import demo
-from dllmq.experiments.demo_grid import METHODS
+from dllmq.sweeps.demo import METHODS
 
 
 @pytest.mark.slow

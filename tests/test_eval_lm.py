@@ -77,7 +77,8 @@ def test_decoding_settings_precedence(tiny_llada, tiny_dream):
     model, tok = tiny_llada
     task = {"max_gen_toks": 32, "steps": 16, "block_length": 8}
     assert DllmqLM(model=model, tokenizer=tok).decoding_for(task) == dict(
-        steps=16, gen_length=32, block_length=8, temperature=0.0, cfg_scale=0.0, remasking="low_confidence")
+        steps=16, gen_length=32, block_length=8, temperature=0.0, cfg_scale=0.0, remasking="low_confidence",
+        sampler_mode="guarded")
     mine = DllmqLM(model=model, tokenizer=tok, gen_length=64, steps=64, block_length=32).decoding_for(task)
     assert (mine["gen_length"], mine["steps"], mine["block_length"]) == (64, 64, 32)
     plain = DllmqLM(model=model, tokenizer=tok).decoding_for({"max_gen_toks": 24})

@@ -21,13 +21,16 @@ def test_mc_estimate_matches_exact_elbo_within_stderr(llada, L):
     assert abs(estimate - exact) < 3 * stderr
 
 
-@pytest.mark.parametrize("family", ["llada", "dream"])
-def test_one_token_continuation_is_exact_log_softmax(family):
+@pytest.mark.parametrize("family,definition", [("llada", "official"), ("llada", "bare"), ("dream", "bare"),
+                                               ("dream", "official")])
+def test_one_token_continuation_is_exact_log_softmax(family, definition):
     model, _ = build_random_model(family, seed=2)
     ctx = [10, 20, 30]
-    (value, stderr), = mc_loglikelihood(model, [ctx], [[44]], mc_samples=128)
-    logits = model(torch.tensor([ctx + [model.config.mask_token_id]])).logits[0].float()
-    row = logits[-1] if family == "llada" else logits[-2]  # Dream: shifted by one
+    (value, stderr), = mc_loglikelihood(model, [ctx], [[44]], mc_samples=128, definition=definition)
+    # Dream's official definition scores the token with the EOS visible after it
+    tail = [model.config.eos_token_id] if (family, definition) == ("dream", "official") else []
+    logits = model(torch.tensor([ctx + [model.config.mask_token_id] + tail])).logits[0].float()
+    row = logits[len(ctx)] if family == "llada" else logits[len(ctx) - 1]  # Dream: shifted by one
     assert stderr == 0.0
     assert value == pytest.approx(torch.log_softmax(row, -1)[44].item(), abs=1e-5)
 

@@ -88,7 +88,7 @@ def test_official_checkpoint_loads_natively_with_all_keys(tmp_path, writer, cls)
 
 def test_load_model_reads_local_official_dir(tmp_path):
     official_llada_checkpoint(tmp_path)
-    from dllmq.tiny.tokenizer import build_char_tokenizer
+    from dllmq.models.tokenizers import build_char_tokenizer
     build_char_tokenizer().save_pretrained(str(tmp_path))
     model, tok = load_model(str(tmp_path), device="cpu")
     assert isinstance(model, LLaDAModelLM) and model.dtype == torch.float32

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dllmq.experiments import paper
-from dllmq.experiments.compare import compare, paper_model_of, recipe_row
+from dllmq.paper import tables as paper
+from dllmq.paper.compare import compare, paper_model_of, recipe_row
 
 
 @pytest.mark.parametrize("n", paper.TABLES)

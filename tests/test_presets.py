@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from dllmq.eval import presets
-from dllmq.experiments import paper
+from dllmq.paper import tables as paper
 
 
 def test_llada_presets_match_the_paper():
@@ -35,7 +35,7 @@ def test_dream_presets():
     assert all(t.mc_samples == 128 and t.gen_length == 128 for t in presets.paper_tasks("dream"))
     settings = presets.sampler_settings(presets.get_task("gsm8k"), "llada")
     assert settings == {"steps": 256, "gen_length": 256, "block_length": 32, "temperature": 0.0, "cfg_scale": 0.0,
-                        "remasking": "low_confidence"}
+                        "remasking": "low_confidence", "sampler_mode": "official"}
 
 
 def test_table_tasks_are_the_paper_columns():

@@ -3,7 +3,8 @@ import pytest
 
 from dllmq.quant import Recipe
 from dllmq.quant.quantizer import ActQuantizer
-from dllmq.quant.recipe import PAPER_METHOD_SETTINGS, CalibSpec, all_paper_recipes
+from dllmq.quant.presets import PAPER_METHOD_SETTINGS
+from dllmq.quant.recipe import CalibSpec, all_paper_recipes
 
 
 @pytest.mark.parametrize("text", [

@@ -2,10 +2,19 @@
 import pandas as pd
 import pytest
 
-from dllmq.experiments import grids, paper
-from dllmq.experiments.reproduce import main, reproduce
-from dllmq.experiments.store import ResultStore
+from dllmq import paper
+from dllmq.models import get_layout, load_model, tiny_default
 from dllmq.quant import Recipe
+from dllmq.sweeps import presets as grids
+from dllmq.sweeps.reproduce import main, reproduce
+from dllmq.sweeps.store import ResultStore
+
+
+def suitable_group(model: str) -> int:
+    """The largest of 128/64/32/16 dividing every linear's input width (what the fitter must pick)."""
+    net, _ = load_model(model, device="cpu")
+    widths = {lin.in_features for block in get_layout(net).blocks for lin in block.linears.values()}
+    return next(g for g in (128, 64, 32, 16) if all(w % g == 0 for w in widths))
 
 
 @pytest.mark.parametrize("table,model,n_recipes,tasks", [
@@ -28,13 +37,13 @@ def test_paper_grid_is_exactly_the_table(table, model, n_recipes, tasks):
 
 
 def test_tiny_analogue_grid():
-    model = grids.tiny_default()
+    model = tiny_default()
     cells = grids.get_preset("table3").cells("tiny", reduced=True)
     assert {c.model for c in cells} == {model}
     assert {c.task for c in cells} == {"tinybench_math", "tinybench_code"}
     recipes = list(dict.fromkeys(c.recipe for c in cells))
     assert recipes[0] == "fp" and len(recipes) == 3  # FP + the first method of each bit setting
-    group = grids.suitable_group(model)
+    group = suitable_group(model)
     for r in map(Recipe.parse, recipes[1:]):
         assert r.calib.source == "tiny" and r.group_size == min(128, group)
 
@@ -52,7 +61,7 @@ def test_reproduce_tiny_end_to_end_and_resume(tmp_path, capsys):
     result, _ = reproduce(1, "tiny", store=str(store), limit=3, reduced=True, progress=False, show=False)
     assert isinstance(result, pd.DataFrame)
     assert ("FP", "FP") in result.index and result.attrs["paper_model"] == "LLaDA-8B-Instruct"
-    row = result.loc[("W4A16 g" + str(min(128, grids.suitable_group(grids.tiny_default()))), "GPTQ")]
+    row = result.loc[("W4A16 g" + str(min(128, suitable_group(tiny_default()))), "GPTQ")]
     assert row[("General drop", "paper")] == 0.3  # LLaDA-8B-Instruct W4A16 GPTQ: up 0.3%
     assert len(ResultStore(store).path.read_text().splitlines()) == 3
 
@@ -71,12 +80,15 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
-from dllmq.experiments import demo_grid, figures, findings, studies  # noqa: E402
-from dllmq.experiments.sweep import parse_variant  # noqa: E402
+from dllmq.paper import findings  # noqa: E402
+from dllmq.paper.compare import calibration_kind, strip_calibration  # noqa: E402
+from dllmq.sweeps import demo as demo_grid  # noqa: E402
+from dllmq.sweeps import studies  # noqa: E402
+from dllmq.viz import results as figures  # noqa: E402
 
 
 def test_study_presets_build_their_grids():
-    tiny = grids.tiny_default()
+    tiny = tiny_default()
     steps = studies.steps_x_bits(tiny)
     assert {c.options["steps"] for c in steps} == set(studies.STEPS_TINY)
     assert {c.options["gen_length"] for c in steps} == {32}  # gen length fixed, steps vary
@@ -86,7 +98,7 @@ def test_study_presets_build_their_grids():
     rem = studies.remasking_x_bits(tiny)
     assert {c.options["remasking"] for c in rem} == {"low_confidence", "random"}
     calib = studies.calibration(tiny)
-    kinds = {figures.calibration_kind(c.recipe) for c in calib if c.recipe != "fp"}
+    kinds = {calibration_kind(c.recipe) for c in calib if c.recipe != "fp"}
     assert kinds == {"clean", "mask0.5", "uniform"}
     assert all(Recipe.parse(c.recipe).calib.mask_ratio in (None, 0.5, "uniform") for c in calib if c.recipe != "fp")
     low = studies.lowbit(tiny)
@@ -95,8 +107,7 @@ def test_study_presets_build_their_grids():
     dream_gpu = studies.dream_wa("Dream-org/Dream-v0-Base-7B")
     assert len(dream_gpu) == 7 * 4 and {c.task for c in dream_gpu} == {"winogrande", "piqa", "arc_challenge", "arc_easy"}
     for name in studies.STUDIES:
-        assert 0 < len(studies.STUDIES[name].preset.cells("tiny", reduced=True)) <= len(
-            studies.STUDIES[name].preset.cells("tiny"))
+        assert 0 < len(grids.get_preset(name).cells("tiny", reduced=True)) <= len(grids.get_preset(name).cells("tiny"))
 
 
 def _store_frame(rows):
@@ -126,7 +137,7 @@ def test_figures_draw_from_store_frames():
     fig = figures.plot_calibration(cal)
     heights = sorted(p.get_height() for p in fig.axes[0].patches if p.get_height() > 0)
     assert np.allclose(heights, [70, 80, 90])
-    assert figures.strip_calibration("gptq:w3a16g32:calib=tiny,mask=0.5") == "gptq:w3a16g32:calib=tiny"
+    assert strip_calibration("gptq:w3a16g32:calib=tiny,mask=0.5") == "gptq:w3a16g32:calib=tiny"
     mem = _store_frame([{"model": "tiny", "recipe": "fp", "task": "memory", "metric": m, "variant": f"backend={b}",
                          "value": v} for b in ("fp32", "nf4") for m, v in (("weight_mib", 1.0 if b == "fp32" else 0.15),
                                                                          ("forward_ms", 3.0))])
@@ -157,8 +168,8 @@ def test_findings_pair_paper_and_tiny_drops():
     assert inst[("LLaDA-8B", "gptq", "W3A16", "math")] == -15.7
     dream = findings.paper_evidence("F7").set_index(["method", "setting"])["drop"]
     assert dream[("awq", "W4A16")] == -4.3
-    assert len(findings.plot_finding(frame, "F3").axes) == 3
-    assert len(findings.plot_finding(None, "F6").axes) == 3
+    assert len(figures.plot_finding(frame, "F3").axes) == 3
+    assert len(figures.plot_finding(None, "F6").axes) == 3
     with pytest.raises(ValueError, match="allowed"):
         findings.get_finding("F9")
 
@@ -183,7 +194,7 @@ def test_demo_results_table_and_markdown():
 
 
 def test_mc_spread_shrinks_with_samples(tiny_llada):
-    from dllmq.experiments.mc_variance import mc_spread
+    from dllmq.lab.n09_evaluating_dllms import mc_spread
 
     model, tok = tiny_llada
     spread = mc_spread(model, tok, [("ab", " cdef"), ("ab", "c")], sample_counts=(1, 64), seeds=range(4))

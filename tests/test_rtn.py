@@ -20,7 +20,7 @@ def test_rtn_weights_are_the_quantizer_output(family, request):
     layout = get_layout(model)
     originals = {(b.index, r): l.weight.detach().clone() for b in layout.blocks for r, l in b.linears.items()}
     norm, head = layout.final_norm.weight.clone(), layout.head.weight.clone()
-    model, report = quantize(model, "rtn:w4a16g32")
+    model, report = quantize(model, "rtn:w4a16g32", inplace=True)
     for b in layout.blocks:
         for role, lin in b.linears.items():
             assert isinstance(lin, QuantLinear)
@@ -32,11 +32,10 @@ def test_rtn_weights_are_the_quantizer_output(family, request):
 
 def test_error_falls_with_bits_on_calibration_inputs(tiny_llada):
     model, _ = tiny_llada
-    import copy
     calib = torch.randint(4, 100, (4, 32))
     errors = {}
     for bits in (3, 4, 8):
-        _, report = quantize(copy.deepcopy(model), f"rtn:w{bits}a16g32", calib)
+        _, report = quantize(model, f"rtn:w{bits}a16g32", calib)
         assert {r.basis for r in report.layers} == {"output"}
         errors[bits] = report.mean_error()
     assert errors[8] < errors[4] < errors[3]
@@ -45,7 +44,7 @@ def test_error_falls_with_bits_on_calibration_inputs(tiny_llada):
 @pytest.mark.parametrize("family, where", [("llada", "attention-hook"), ("llama", "projection-outputs")])
 def test_weight_activation_rtn(family, where, request):
     model, _ = request.getfixturevalue(f"tiny_{family}")
-    model, report = quantize(model, "rtn:w8a8:kv=8,q=8")
+    model, report = quantize(model, "rtn:w8a8:kv=8,q=8", inplace=True)
     lin = get_layout(model).blocks[0].get("down")
     assert lin.a_bits == 8 and lin.w_bits == 8
     assert any(where in e for e in report.events)

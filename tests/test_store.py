@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from dllmq.experiments.store import ResultStore, atomic_write_text, merge_stores, record_key
+from dllmq.sweeps.store import ResultStore, atomic_write_text, merge_stores, record_key
 
 
 def rows(values):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dllmq.experiments.cli import main as sweep_main
-from dllmq.experiments.store import ResultStore, record_key
-from dllmq.experiments.sweep import (Cell, format_variant, grid, make_cell, parse_shard, parse_variant, run_sweep,
+from dllmq.sweeps.cli import main as sweep_main
+from dllmq.sweeps.store import ResultStore, record_key
+from dllmq.sweeps.sweep import (Cell, format_variant, grid, make_cell, parse_shard, parse_variant, run_sweep,
                                      shard_cells)
 
 REPO = Path(__file__).resolve().parents[1]

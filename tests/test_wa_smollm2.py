@@ -1,14 +1,12 @@
 """On SmolLM2 (real massive activations) the W4A4 methods order as the paper's Finding says, and W8A8 is
 close to full precision. Output error = relative logits error vs FP on held-out text."""
-import copy
 
 import pytest
 import torch
 
 from dllmq.calibration import get_calibration, load_text
-from dllmq.quant import quantize
-from dllmq.quant.fit import fit_recipe
-from dllmq.quant.fold import relative_error
+from dllmq.quant import Recipe, quantize
+from dllmq.quant.report import relative_l2_error
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +21,12 @@ def setup(smollm2):
 
 def output_error(setup, method: str, setting: str, **knobs) -> float:
     model, calib, ids, ref = setup
-    recipe = fit_recipe(method, setting, model, rotation_steps=32 if method == "duquant" else None)
-    if knobs:
-        recipe = recipe.with_(knobs={**dict(recipe.knobs), **knobs})
-    qmodel, _ = quantize(copy.deepcopy(model), recipe, calib)
+    if method == "duquant":
+        knobs = {"rotation_steps": 32, **knobs}
+    recipe = Recipe.paper(method, setting, model=model, **knobs)
+    qmodel, _ = quantize(model, recipe, calib)
     with torch.no_grad():
-        return relative_error(ref, qmodel(ids).logits.float())
+        return relative_l2_error(ref, qmodel(ids).logits.float())
 
 
 @pytest.mark.slow

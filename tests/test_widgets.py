@@ -6,28 +6,29 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from dllmq.experiments.fidelity import fidelity, heldout_windows  # noqa: E402
+from dllmq.sweeps.fidelity import fidelity, heldout_windows  # noqa: E402
+from dllmq.lab import n10_reproduce_findings as n10  # noqa: E402
 from dllmq.viz import widgets  # noqa: E402
 
 
 def test_settings_and_recipes():
-    assert widgets.settings_for("gptq") == ("W4A16", "W3A16")
-    assert widgets.settings_for("duquant") == ("W8A8", "W4A4")
-    assert widgets.settings_for("rtn") == ("W4A16", "W3A16", "W8A8", "W4A4")
+    assert n10.settings_for("gptq") == ("W4A16", "W3A16")
+    assert n10.settings_for("duquant") == ("W8A8", "W4A4")
+    assert n10.settings_for("rtn") == ("W4A16", "W3A16", "W8A8", "W4A4")
     with pytest.raises(ValueError, match="allowed"):
-        widgets.settings_for("bnb")
+        n10.settings_for("bnb")
     with pytest.raises(ValueError, match="not run with"):
-        widgets.recipe_string("tiny-random", "gptq", "W4A4")
-    assert widgets.recipe_string("tiny-random", "gptq", "W4A16").startswith("gptq:w4a16g64:")  # tiny widths
-    assert widgets.paper_drops("gptq", "W3A16") == {"general": -2.4, "math": -5.0, "code": -14.7}
-    assert widgets.paper_drops("awq", "W4A16")["general"] == -1.2  # the corrected misprint, not -0.1
-    assert widgets.paper_drops("rtn", "W4A4") == {}
+        n10.recipe_string("tiny-random", "gptq", "W4A4")
+    assert n10.recipe_string("tiny-random", "gptq", "W4A16").startswith("gptq:w4a16g64:")  # tiny widths
+    assert n10.paper_drops("gptq", "W3A16") == {"general": -2.4, "math": -5.0, "code": -14.7}
+    assert n10.paper_drops("awq", "W4A16")["general"] == -1.2  # the corrected misprint, not -0.1
+    assert n10.paper_drops("rtn", "W4A4") == {}
 
 
 def test_accuracy_table_drops_and_bands():
     fp = pd.Series({"general": 0.8, "math": 0.5})
     q = pd.Series({"general": 0.79, "math": 0.4})
-    table = widgets.accuracy_table(fp, q, {"general": -0.5, "math": -12.0})
+    table = n10.accuracy_table(fp, q, {"general": -0.5, "math": -12.0})
     row = table.set_index("category")
     assert row.loc["general", "drop"] == pytest.approx(-1.25) and row.loc["general", "band"] == "moderate"
     assert row.loc["math", "drop"] == pytest.approx(-20.0) and row.loc["math", "band"] == "significant"
@@ -53,13 +54,13 @@ class AgreementEval:
 
 
 def test_dashboard_updates_when_widgets_change():
-    data = widgets.DashboardModel(evaluate_fn=AgreementEval(), calib_n=2, calib_len=32)
+    data = n10.DashboardModel(evaluate_fn=AgreementEval(), calib_n=2, calib_len=32)
     dash = widgets.build_dashboard(data, models=("tiny-random",), method="rtn", setting="W4A16")
     assert dash.renders == 1 and dash.state.recipe.startswith("rtn:w4a16")
     acc = dash.state.accuracy.set_index("category")
     assert acc.loc["general", "fp"] == pytest.approx(100.0) and pd.isna(acc.loc["general", "paper_drop"])
     acts = dash.state.activations
-    assert set(acts["role"]) == set(widgets.ACT_ROLES) and (acts["absmax_fp"] > 0).all()
+    assert set(acts["role"]) == set(n10.ACT_ROLES) and (acts["absmax_fp"] > 0).all()
     assert len(dash.figure.axes) == 2
 
     dash.controls["setting"].value = "W3A16"
@@ -86,9 +87,9 @@ def test_dashboard_updates_when_widgets_change():
 
 
 def test_draw_dashboard_returns_a_figure():
-    state = widgets.DashboardState(
+    state = n10.DashboardState(
         "m", "gptq", "W4A16", "gptq:w4a16g64",
-        widgets.accuracy_table(pd.Series({"general": 0.5}), pd.Series({"general": 0.4}), {"general": -1.0}),
+        n10.accuracy_table(pd.Series({"general": 0.5}), pd.Series({"general": 0.4}), {"general": -1.0}),
         pd.DataFrame({"layer": [0, 1], "role": ["down", "down"], "absmax_fp": [1.0, 9.0], "absmax_q": [1.1, 8.0]}))
     fig = widgets.draw_dashboard(state)
     assert len(fig.axes) == 2 and fig.axes[1].get_yscale() == "log"

@@ -3,33 +3,29 @@
 Asymmetric round-to-nearest with one (scale, zero) per token, range always containing 0 (as the per-token
 activation quantizers of QuaRot / DuQuant): lo = min(min_c x, 0), hi = max(max_c x, 0),
 s = (hi - lo) / (2^b - 1), z = round(-lo / s), Q(x) = (clamp(round(x / s) + z, 0, 2^b - 1) - z) * s.
+Q is the kit's one quantizer (dllmq.quant.quantizer); `_token_quant_sse` is its squared error computed in
+one pass for the streaming statistics (a test holds the two equal).
 """
 from __future__ import annotations
 
 import torch
 
+from ..quant.quantizer import QuantSpec, fake_quantize
+
 BULK_RATIO = 16.0  # a token's "bulk": entries below this many times its mean |x|
 _TINY = 1e-30
+
+
+ACTIVATION_SPEC = dict(sym=False, granularity="token", include_zero=True)  # QuaRot's / DuQuant's per-token grid
 
 
 def fake_quant_per_token(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Asymmetric per-token (last-dim) round-to-nearest fake quantization, the usual activation quantizer.
 
     The range always contains 0: lo = min(min_c x, 0), hi = max(max_c x, 0); scale = (hi - lo) / (2^b - 1),
-    zero = round(-lo / scale), Q(x) = (clamp(round(x / scale) + zero, 0, 2^b - 1) - zero) * scale."""
-    _check_bits(bits)
-    qmax = 2 ** bits - 1
-    lo = x.amin(-1, keepdim=True).clamp(max=0)
-    hi = x.amax(-1, keepdim=True).clamp(min=0)
-    scale = ((hi - lo) / qmax).clamp(min=1e-8)
-    zero = torch.round(-lo / scale)
-    q = torch.clamp(torch.round(x / scale) + zero, 0, qmax)
-    return (q - zero) * scale
-
-
-def _check_bits(bits) -> None:
-    if not isinstance(bits, int) or not 1 <= bits <= 16:
-        raise ValueError(f"bits={bits!r} must be an integer in 1..16")
+    zero = round(-lo / scale), Q(x) = (clamp(round(x / scale) + zero, 0, 2^b - 1) - zero) * scale.
+    The kit's one quantizer computes it (`dllmq.quant.quantizer.fake_quantize` with this spec)."""
+    return fake_quantize(x, QuantSpec(bits=bits, **ACTIVATION_SPEC))
 
 
 def bulk_mask(x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,15 @@ in-memory (model, tokenizer), e.g. a fake-quantized model: `DllmqLM(model=qmodel
 
 Decoding settings: a value given to the class (model args) wins; else the task's generation_kwargs
 (`max_gen_toks` -> gen_length, and `steps`, `block_length`); else steps = block_length = gen_length
-(one token per step, pure diffusion, as the LLaDA evaluation). Chat models: use lm-eval's
+(one token per step, pure diffusion, as the LLaDA evaluation). `sampler_mode` is "guarded" (kit default:
+never commit [MASK]) or "official" (token-identical to the official samplers; the paper presets pass it).
+Dream takes `top_p` / `top_k` too (top_k=None: no filter, what Dream's harness passes).
+
+Likelihood: `likelihood=official` (default) scores what each family's own harness scores -- LLaDA the bare
+continuation; Dream BOS + context, then the continuation with a visible EOS after it -- and
+`likelihood=bare` the continuation alone for either family (see docs/fidelity.md). The masks depend only
+on (seed, request tokens): the same seed gives every model the same masks. Rolling (perplexity)
+requests always use the bare definition (neither harness defines them). Chat models: use lm-eval's
 `--apply_chat_template` (this class implements `apply_chat_template`). is_greedy is not computed (always False),
 as in LLaDA's evaluation with is_check_greedy=False: no TinyBench or paper metric uses it.
 """
@@ -25,8 +33,8 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm.auto import tqdm
 
-from ..decoding import REMASKING, generate
-from ..likelihood import encode_pair, mc_loglikelihood
+from ..decoding import REMASKING, check_sampler_mode, generate
+from ..likelihood import appends_eos, check_definition, harness_pair, mc_loglikelihood
 from ..models.layout import family_of
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -54,7 +62,8 @@ class DllmqLM(LM):
                  dtype: Optional[str] = None, mc_samples: int = 128, batch_size=32, gen_batch_size=None,
                  steps=None, gen_length=None, block_length=None, remasking: str = "low_confidence",
                  cfg_scale: float = 0.0, temperature: float = 0.0, alg: str = "entropy", seed: int = 0,
-                 max_length=None, progress: bool = True, max_batch_size=None):
+                 max_length=None, progress: bool = True, max_batch_size=None, likelihood: str = "official",
+                 sampler_mode: str = "guarded", top_p=None, top_k=None):
         super().__init__()
         # 1. the model: in memory, or loaded by name (tiny, a hub id, a local dir)
         if (model is None) != (tokenizer is None):
@@ -87,6 +96,12 @@ class DllmqLM(LM):
             raise ValueError(f"remasking={remasking!r} is unknown; allowed: {REMASKING}")
         self.remasking, self.alg = remasking, alg
         self.cfg_scale, self.temperature, self.seed = float(cfg_scale), float(temperature), int(seed)
+        self.likelihood = check_definition(likelihood)
+        self.sampler_mode = check_sampler_mode(sampler_mode)
+        self.top_p = None if top_p in (None, "None", "none") else float(top_p)
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={top_p!r} must lie in (0, 1] or be None")
+        self.top_k = None if top_k in (None, "None", "none") else _positive_int("top_k", top_k)
         limit = getattr(model.config, "max_sequence_length", None) or getattr(model.config, "max_position_embeddings", 4096)
         self.max_length = _positive_int("max_length", max_length) or int(limit)
         self.progress = bool(progress)
@@ -103,20 +118,21 @@ class DllmqLM(LM):
         return getattr(self.tok, "chat_template", None) if chat_template else None
 
     # ------------------------------------------------------------------------------------------------
-    def _score(self, contexts: list, continuations: list, disable_tqdm: bool) -> list:
+    def _score(self, contexts: list, continuations: list, disable_tqdm: bool, definition: str) -> list:
         return mc_loglikelihood(self.model, contexts, continuations, mc_samples=self.mc_samples,
                                 batch_size=self.batch_size, seed=self.seed, cfg_scale=self.cfg_scale,
-                                pad_id=self.tok.pad_token_id or 0, progress=self.progress and not disable_tqdm)
+                                pad_id=self.tok.pad_token_id or 0, definition=definition,
+                                eos_id=self.tok.eos_token_id, progress=self.progress and not disable_tqdm)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list:
-        """[(log p(continuation | context) by the MC masked ELBO, False)] per request."""
-        pairs = [encode_pair(self.tok, ctx, cont) for ctx, cont in (r.args for r in requests)]
-        room = self.max_length
+        """[(log p(continuation | context) by the MC masked ELBO, False)] per request (`likelihood` definition)."""
+        pairs = [harness_pair(self.tok, self.family, ctx, cont, self.likelihood) for ctx, cont in (r.args for r in requests)]
+        room = self.max_length - int(appends_eos(self.family, self.likelihood))  # the appended EOS needs a slot
         ctxs = [c[-max(1, room - len(y)):] if len(c) + len(y) > room else c for c, y in pairs]  # keep the end
         if self.family == "dream":  # Dream's shifted logits need one token before the continuation
             lead = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
             ctxs = [c if c else [lead] for c in ctxs]
-        scores = self._score(ctxs, [y for _, y in pairs], disable_tqdm)
+        scores = self._score(ctxs, [y for _, y in pairs], disable_tqdm, self.likelihood)
         out = [(value, False) for value, _ in scores]
         for r, o in zip(requests, out):
             self.cache_hook.add_partial("loglikelihood", r.args, o)
@@ -134,7 +150,7 @@ class DllmqLM(LM):
                 ctxs.append([] if first_llada else list(ctx))
                 conts.append(list(cont))
                 owner.append(i)
-        scores = self._score(ctxs, conts, disable_tqdm)
+        scores = self._score(ctxs, conts, disable_tqdm, "bare")
         totals = [0.0] * len(requests)
         for i, (value, _) in zip(owner, scores):
             totals[i] += value
@@ -149,11 +165,12 @@ class DllmqLM(LM):
         steps = self.steps or _positive_int("steps", gen_kwargs.get("steps")) or gen_length
         block = self.block_length or _positive_int("block_length", gen_kwargs.get("block_length")) or gen_length
         temperature = self.temperature if self.temperature else float(gen_kwargs.get("temperature", 0.0) or 0.0)
-        settings = dict(steps=steps, gen_length=gen_length, temperature=temperature, cfg_scale=self.cfg_scale)
+        settings = dict(steps=steps, gen_length=gen_length, temperature=temperature, cfg_scale=self.cfg_scale,
+                        sampler_mode=self.sampler_mode)
         if self.family == "llada":
             settings.update(block_length=block, remasking=self.remasking)
         else:
-            settings.update(alg=self.alg)
+            settings.update(alg=self.alg, top_p=self.top_p, top_k=self.top_k)
         return settings
 
     def _fit(self, context: str, gen_length: int) -> str:

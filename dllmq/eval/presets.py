@@ -8,8 +8,13 @@ LLaDA (the `llada_dist` settings of the paper's lm-eval fork):
                  MBPP 3-shot 512/512/32 (gen length / steps / block length): one token per step,
                  semi-autoregressive blocks.
 Dream (`dream_base`): general tasks with the same likelihood settings; generation max_new_tokens 128,
-  cfg 1.0 (= off), temperature 0, top_p 0.95, alg "entropy".
+  cfg 1.0 (= off), temperature 0, top_p 0.95, top_k None (the harness passes None: no top-k filter), alg
+  "entropy".
 Each task names its lm-eval task (the harness's own yaml) and the metric the paper reports.
+
+Fidelity choices the presets fix (docs/fidelity.md): the samplers run in `sampler_mode="official"`
+(token-identical to the official loops; the kit's default elsewhere is "guarded", which never commits
+[MASK]), and likelihoods use each family's official definition (Dream: continuation + visible EOS).
 """
 from __future__ import annotations
 
@@ -45,13 +50,21 @@ class PaperTask:
 class DecodingSettings:
     """Sampler settings shared by every task of a family (the paper's fixed choices)."""
 
-    cfg_scale: float = 0.0
+    cfg_scale: float = 0.0  # in the family's own convention (Dream: a guidance weight, <= 1 is off)
     temperature: float = 0.0
     remasking: str = "low_confidence"  # LLaDA
     top_p: Optional[float] = None  # Dream
+    top_k: Optional[int] = None  # Dream: None = no top-k filter, as the harness passes
     alg: Optional[str] = None  # Dream
     max_new_tokens: Optional[int] = None  # Dream: gen length of every generation task
+    sampler_mode: str = "official"  # token-identical to the official samplers (kit default elsewhere: "guarded")
+    likelihood: str = "official"  # each family's own likelihood definition (dllmq.likelihood.DEFINITIONS)
     extra: dict = field(default_factory=dict)
+
+    def kit_cfg_scale(self, family: str) -> float:
+        """The scale s of the kit's guidance (uncond + (s + 1) * (cond - uncond)): LLaDA's cfg is s itself;
+        Dream's harness weight w multiplies (cond - uncond) and is off at w <= 1, so s = w - 1 there."""
+        return max(0.0, self.cfg_scale - 1.0) if family == "dream" else self.cfg_scale
 
 
 _GEN = dict(kind="generation", mc_samples=0, batch_size=1)
@@ -79,7 +92,7 @@ DREAM_TASKS = tuple(
 DECODING = {
     "llada": DecodingSettings(cfg_scale=0.0, temperature=0.0, remasking="low_confidence"),
     # the Dream class default diffusion_steps is 512; the kit uses steps = max_new_tokens (one token per step)
-    "dream": DecodingSettings(cfg_scale=1.0, temperature=0.0, remasking="low_confidence", top_p=0.95,
+    "dream": DecodingSettings(cfg_scale=1.0, temperature=0.0, remasking="low_confidence", top_p=0.95, top_k=None,
                               alg="entropy", max_new_tokens=128),
 }
 TABLE_TASKS = {
@@ -128,13 +141,15 @@ def sampler_settings(task: PaperTask, family: str = "llada") -> dict:
     """Keyword arguments for `dllmq.generate` (generation) or `dllmq.loglikelihood` (likelihood)."""
     decoding = DECODING[_check_family(family)]
     if task.kind == "likelihood":
-        return {"mc_samples": task.mc_samples, "batch_size": task.batch_size, "cfg_scale": 0.0}
+        return {"mc_samples": task.mc_samples, "batch_size": task.batch_size, "cfg_scale": 0.0,
+                "definition": decoding.likelihood}
     settings = {"steps": task.steps, "gen_length": task.gen_length, "block_length": task.block_length,
-                "temperature": decoding.temperature, "cfg_scale": decoding.cfg_scale}
+                "temperature": decoding.temperature, "cfg_scale": decoding.kit_cfg_scale(family),
+                "sampler_mode": decoding.sampler_mode}
     if family == "llada":
         settings["remasking"] = decoding.remasking
     else:
-        settings.update(top_p=decoding.top_p, alg=decoding.alg)
+        settings.update(top_p=decoding.top_p, top_k=decoding.top_k, alg=decoding.alg)
     return settings
 
 
@@ -180,8 +195,10 @@ def lm_for(model, tok, task: PaperTask, family: str = "llada", **overrides):
     from .lm import DllmqLM
 
     decoding = DECODING[_check_family(family)]
-    kwargs = dict(mc_samples=max(1, task.mc_samples), batch_size=task.batch_size, cfg_scale=decoding.cfg_scale,
-                  temperature=decoding.temperature, remasking=decoding.remasking, alg=decoding.alg or "entropy")
+    kwargs = dict(mc_samples=max(1, task.mc_samples), batch_size=task.batch_size,
+                  cfg_scale=decoding.kit_cfg_scale(family), temperature=decoding.temperature,
+                  remasking=decoding.remasking, alg=decoding.alg or "entropy", sampler_mode=decoding.sampler_mode,
+                  likelihood=decoding.likelihood, top_p=decoding.top_p, top_k=decoding.top_k)
     if task.kind == "generation":  # model args win over the task's generation_kwargs in DllmqLM
         kwargs.update(gen_length=task.gen_length, steps=task.steps, block_length=task.block_length)
     kwargs.update(overrides)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..quant.gptq import damped_inverse_cholesky
-from ..quant.quantizer import QuantSpec, fake_quantize_spec
+from ..quant.quantizer import QuantSpec, fake_quantize
 
 
 def check_hessian(student_hessian) -> str:
@@ -27,7 +27,7 @@ def check_hessian(student_hessian) -> str:
 def check_column_step(student_step) -> str:
     """Exercise 2: `student_step(W, Hinv, i, spec) -> W` quantizes column i and spreads its error over the
     columns to its right: err = (w_i - q_i) / Hinv[i, i];  W[:, i:] -= err (outer) Hinv[i, i:].
-    q_i = fake_quantize_spec(W, spec)[:, i] (per-channel parameters of the whole weight)."""
+    q_i = fake_quantize(W, spec)[:, i] (per-channel parameters of the whole weight)."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(256, 12, generator=g) @ (torch.eye(12) + 0.3 * torch.randn(12, 12, generator=g))
     Hinv, _, _ = damped_inverse_cholesky(2 * x.T @ x / 256, 0.01)
@@ -36,7 +36,7 @@ def check_column_step(student_step) -> str:
     for i in (0, 4, 11):
         got = student_step(W.clone(), Hinv.clone(), i, spec)
         w = W[:, i]
-        q = fake_quantize_spec(W, spec)[:, i]
+        q = fake_quantize(W, spec)[:, i]
         err = (w - q) / Hinv[i, i]
         want = W.clone()
         want[:, i:] -= err.unsqueeze(1) * Hinv[i, i:].unsqueeze(0)

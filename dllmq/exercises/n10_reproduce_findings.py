@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ..experiments import paper
+from .. import paper
 
 
 def check_drop(student_drop) -> str:

@@ -1,14 +1,14 @@
 """Checkers for notebook 11 (beyond the paper). Each raises AssertionError with a hint when wrong."""
 from __future__ import annotations
 
-from ..experiments.sweep import Cell
+from ..sweeps.sweep import Cell
 
 
 def check_sweep_cells(cells, model: str, recipes: list, task: str) -> str:
     """Exercise 1: a sweep of `recipes` x remasking in {low_confidence, random} on `task` for `model`,
-    built with `dllmq.experiments.grid` (one variant dict per remasking strategy)."""
+    built with `dllmq.sweeps.grid` (one variant dict per remasking strategy)."""
     cells = list(cells)
-    assert all(isinstance(c, Cell) for c in cells), "build the cells with dllmq.experiments.grid(...)"
+    assert all(isinstance(c, Cell) for c in cells), "build the cells with dllmq.sweeps.grid(...)"
     want = {(r, task, f"remasking={m}") for r in recipes for m in ("low_confidence", "random")}
     got = {(c.recipe, c.task, c.variant) for c in cells}
     assert {c.model for c in cells} == {model}, f"every cell must use model {model!r}"

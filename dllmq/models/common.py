@@ -1,7 +1,9 @@
 """Building blocks shared by the native LLaDA and Dream classes: RMSNorm, rotary embedding, attention.
 
 Both families are Llama-shaped transformers with *bidirectional* attention. The numerics follow the
-official remote code: RMSNorm and RoPE are computed in fp32 and cast back to the activation dtype.
+official remote code: RMSNorm is computed in fp32 and cast back to the activation dtype; the cos/sin tables
+are computed in fp32, and q/k are rotated either in fp32 (LLaDA's `rope_full_precision`) or in the
+activation dtype with cos/sin cast to it (Dream's code) -- identical in fp32, different in bf16.
 """
 from __future__ import annotations
 
@@ -45,12 +47,17 @@ def rope_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float) -> tup
     return emb.cos()[:, None], emb.sin()[:, None]
 
 
-def apply_rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-    """Rotate q and k in fp32 (rope_full_precision) and cast back."""
+def apply_rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               full_precision: bool = True):
+    """Rotate q and k: in fp32 and cast back (full_precision, LLaDA's official setting), or in q's dtype with
+    the fp32 cos/sin tables cast to it first (Dream's official code). Same result when q is fp32."""
     dtype = q.dtype
-    qf, kf = q.float(), k.float()
-    q = qf * cos + rotate_half(qf) * sin
-    k = kf * cos + rotate_half(kf) * sin
+    if full_precision:
+        q, k, cos, sin = q.float(), k.float(), cos.float(), sin.float()
+    else:
+        cos, sin = cos.to(dtype), sin.to(dtype)
+    q = q * cos + rotate_half(q) * sin
+    k = k * cos + rotate_half(k) * sin
     return q.to(dtype), k.to(dtype)
 
 

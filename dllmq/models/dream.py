@@ -6,6 +6,8 @@ from config. Key names match the official checkpoint:
     model.embed_tokens, model.layers.N.self_attn.{q,k,v,o}_proj, model.layers.N.mlp.{gate,up,down}_proj,
     model.layers.N.input_layernorm / post_attention_layernorm, model.norm, lm_head
 
+RoPE follows Dream's own code by default: cos/sin are computed in fp32, cast to the activation dtype, and
+q/k are rotated in that dtype (bf16 on a GPU); `config.rope_full_precision = True` rotates in fp32 instead.
 With a padded batch, position ids are the cumulative sum of the attention mask (as the official
 sampler does), and padding neither attends nor is attended to.
 """
@@ -16,59 +18,14 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as hf_init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .common import RMSNorm, apply_rope, bidirectional_attention, key_padding_mask, rope_cos_sin
+from .configs import DreamConfig
 
-
-class DreamConfig(PretrainedConfig):
-    """Qwen2-style field names, as in Dream's config.json (model_type "Dream")."""
-
-    model_type = "Dream"
-
-    def __init__(
-        self,
-        vocab_size: int = 152064,
-        hidden_size: int = 3584,
-        intermediate_size: int = 18944,
-        num_hidden_layers: int = 28,
-        num_attention_heads: int = 28,
-        num_key_value_heads: int = 4,
-        hidden_act: str = "silu",
-        max_position_embeddings: int = 131072,
-        initializer_range: float = 0.02,
-        rms_norm_eps: float = 1e-6,
-        use_cache: bool = False,
-        tie_word_embeddings: bool = False,
-        rope_theta: float = 1000000.0,
-        rope_scaling: Optional[dict] = None,
-        attention_dropout: float = 0.0,
-        mask_token_id: int = 151666,
-        pad_token_id: int = 151643,
-        bos_token_id: int = 151643,
-        eos_token_id: int = 151643,
-        **kwargs,
-    ):
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.intermediate_size = intermediate_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = num_key_value_heads
-        self.hidden_act = hidden_act
-        self.max_position_embeddings = max_position_embeddings
-        self.initializer_range = initializer_range
-        self.rms_norm_eps = rms_norm_eps
-        self.use_cache = use_cache
-        self.rope_theta = rope_theta
-        if rope_scaling is not None:  # official configs carry null; only keep a real scaling dict
-            kwargs["rope_scaling"] = rope_scaling
-        self.attention_dropout = attention_dropout
-        self.mask_token_id = mask_token_id
-        super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
-                         tie_word_embeddings=tie_word_embeddings, **kwargs)
+__all__ = ["DreamConfig", "DreamModel", "DreamDecoderLayer", "DreamBaseModel"]
 
 
 class DreamAttention(nn.Module):
@@ -78,6 +35,7 @@ class DreamAttention(nn.Module):
         self.n_heads, self.n_kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = d // self.n_heads
         self.rope_theta = config.rope_theta
+        self.config = config  # read at forward time: config.rope_full_precision may be switched after loading
         self.q_proj = nn.Linear(d, self.n_heads * self.head_dim, bias=True)
         self.k_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=True)
         self.v_proj = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=True)
@@ -90,7 +48,7 @@ class DreamAttention(nn.Module):
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         cos, sin = rope_cos_sin(position_ids, self.head_dim, self.rope_theta)
-        q, k = apply_rope(q, k, cos, sin)
+        q, k = apply_rope(q, k, cos, sin, full_precision=getattr(self.config, "rope_full_precision", False))
         att = bidirectional_attention(q, k, v, mask, self.attn_input_quantizer)
         return self.o_proj(att.transpose(1, 2).reshape(B, T, -1))
 

@@ -10,8 +10,9 @@ with every key matched:
     model.transformer.ln_f                        final RMSNorm
     model.transformer.ff_out                      LM head (untied)   <- name trap: not the block ff_out
 
-Attention is bidirectional SDPA; RoPE is rotate-half, computed in fp32; positions are 0..T-1 as in the
-official code (RoPE is relative, so left padding with masked keys does not change the result).
+Attention is bidirectional SDPA; RoPE is rotate-half, computed in fp32 when `config.rope_full_precision`
+(True in the official configs, as the official code does), else in the activation dtype; positions are 0..T-1
+as in the official code (RoPE is relative, so left padding with masked keys does not change the result).
 """
 from __future__ import annotations
 
@@ -20,102 +21,14 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as hf_init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .common import RMSNorm, apply_rope, bidirectional_attention, key_padding_mask, rope_cos_sin
+from .configs import LLaDAConfig
 
-
-class LLaDAConfig(PretrainedConfig):
-    """Field names as in the official LLaDA config.json (OLMo lineage)."""
-
-    model_type = "llada"
-    attribute_map = {
-        "hidden_size": "d_model",
-        "num_attention_heads": "n_heads",
-        "num_key_value_heads": "n_kv_heads",
-        "num_hidden_layers": "n_layers",
-        "intermediate_size": "mlp_hidden_size",
-        "max_position_embeddings": "max_sequence_length",
-    }
-
-    def __init__(
-        self,
-        d_model: int = 4096,
-        n_heads: int = 32,
-        n_kv_heads: Optional[int] = None,
-        n_layers: int = 32,
-        mlp_ratio: int = 4,
-        mlp_hidden_size: Optional[int] = 12288,
-        activation_type: str = "silu",
-        block_type: str = "llama",
-        block_group_size: int = 1,
-        rope: bool = True,
-        rope_full_precision: bool = True,
-        rope_theta: float = 500000.0,
-        alibi: bool = False,
-        flash_attention: bool = False,
-        attention_layer_norm: bool = False,
-        layer_norm_type: str = "rms",
-        layer_norm_with_affine: bool = True,
-        rms_norm_eps: float = 1e-5,
-        include_bias: bool = False,
-        include_qkv_bias: bool = False,
-        bias_for_layer_norm: bool = False,
-        scale_logits: bool = False,
-        input_emb_norm: bool = False,
-        max_sequence_length: int = 4096,
-        vocab_size: int = 126464,
-        embedding_size: Optional[int] = 126464,
-        weight_tying: bool = False,
-        mask_token_id: int = 126336,
-        eos_token_id: int = 126081,
-        pad_token_id: int = 126081,
-        init_std: float = 0.02,
-        use_cache: bool = False,
-        **kwargs,
-    ):
-        self.d_model = d_model
-        self.n_heads = n_heads
-        self.n_kv_heads = n_kv_heads if n_kv_heads is not None else n_heads
-        self.n_layers = n_layers
-        self.mlp_ratio = mlp_ratio
-        self.mlp_hidden_size = mlp_hidden_size
-        self.activation_type = activation_type
-        self.block_type = block_type
-        self.block_group_size = block_group_size
-        self.rope = rope
-        self.rope_full_precision = rope_full_precision
-        self.rope_theta = rope_theta
-        self.alibi = alibi
-        self.flash_attention = flash_attention
-        self.attention_layer_norm = attention_layer_norm
-        self.layer_norm_type = layer_norm_type
-        self.layer_norm_with_affine = layer_norm_with_affine
-        self.rms_norm_eps = rms_norm_eps
-        self.include_bias = include_bias
-        self.include_qkv_bias = include_qkv_bias
-        self.bias_for_layer_norm = bias_for_layer_norm
-        self.scale_logits = scale_logits
-        self.input_emb_norm = input_emb_norm
-        self.max_sequence_length = max_sequence_length
-        self.vocab_size = vocab_size
-        self.embedding_size = embedding_size
-        self.weight_tying = weight_tying
-        self.mask_token_id = mask_token_id
-        self.init_std = init_std
-        self.use_cache = use_cache
-        kwargs.setdefault("tie_word_embeddings", weight_tying)
-        super().__init__(eos_token_id=eos_token_id, pad_token_id=pad_token_id, **kwargs)
-
-    @property
-    def mlp_width(self) -> int:
-        return self.mlp_hidden_size or self.mlp_ratio * self.d_model
-
-    @property
-    def padded_vocab(self) -> int:
-        return self.embedding_size or self.vocab_size
+__all__ = ["LLaDAConfig", "LLaDAModelLM", "LLaDALlamaBlock", "LLaDAModel"]
 
 
 class LLaDALlamaBlock(nn.Module):
@@ -126,6 +39,7 @@ class LLaDALlamaBlock(nn.Module):
         d, nh, nkv = config.d_model, config.n_heads, config.n_kv_heads
         self.n_heads, self.n_kv_heads, self.head_dim = nh, nkv, d // nh
         self.rope_theta = config.rope_theta
+        self.config = config  # read at forward time: config.rope_full_precision may be switched after loading
         qkv_bias = config.include_bias or config.include_qkv_bias
         bias = config.include_bias
         self.attn_norm = RMSNorm(d, config.rms_norm_eps)
@@ -149,7 +63,7 @@ class LLaDALlamaBlock(nn.Module):
         k = self.k_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         v = self.v_proj(h).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         cos, sin = rope_cos_sin(position_ids, self.head_dim, self.rope_theta)
-        q, k = apply_rope(q, k, cos, sin)
+        q, k = apply_rope(q, k, cos, sin, full_precision=self.config.rope_full_precision)
         att = bidirectional_attention(q, k, v, key_padding_mask(attention_mask), self.attn_input_quantizer)
         x = x + self.attn_out(att.transpose(1, 2).reshape(B, T, -1))
         h = self.ff_norm(x)

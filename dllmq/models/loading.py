@@ -18,6 +18,7 @@ from typing import Optional, Union
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
+from ..env import device as env_device
 from .dream import DreamConfig, DreamModel
 from .llada import LLaDAConfig, LLaDAModelLM
 
@@ -29,24 +30,38 @@ TINY_RANDOM = ("tiny-random", "tiny-random-llada", "tiny-random-dream", "tiny-ra
 TINY_ASSET_DIR = Path(__file__).resolve().parent.parent / "tiny" / "assets"
 
 
-def register_auto_classes() -> None:
-    """Map the official model types onto the native classes, so `from_pretrained` needs no remote code."""
-    AutoConfig.register("llada", LLaDAConfig, exist_ok=True)
-    AutoConfig.register("Dream", DreamConfig, exist_ok=True)
-    for auto in (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM):
-        auto.register(LLaDAConfig, LLaDAModelLM, exist_ok=True)
-        auto.register(DreamConfig, DreamModel, exist_ok=True)
+from .registration import register_auto_classes  # noqa: E402  (`import dllmq` already registers lazily)
+
+register_auto_classes()  # the real classes are loaded here anyway: put them in place of the deferred stand-ins
 
 
-register_auto_classes()
+TINY_MAX_WIDTH = 1024  # a local model this narrow counts as a kit tiny model (e.g. your own tiny dLLM)
 
 
 def known_models() -> list:
     return ["tiny", *TINY_RANDOM, *LLADA_IDS, *DREAM_IDS, "smollm2-135m"]
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def is_tiny(model: Union[str, "torch.nn.Module"]) -> bool:
+    """A kit tiny model: "tiny", a "tiny-random*" name, a local directory holding a model of hidden size
+    <= TINY_MAX_WIDTH, or a model loaded from one of those (load_model records the name it was given).
+    Tiny models calibrate on their own corpus and get the TinyBench analogue of the paper's tables."""
+    if not isinstance(model, str):
+        name = getattr(model, "dllmq_name", None)
+        return name is not None and is_tiny(name)
+    if model in ("tiny", *TINY_RANDOM):
+        return True
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return False
+    spec = json.loads(config.read_text())
+    width = spec.get("d_model") or spec.get("hidden_size") or 10**9
+    return width <= TINY_MAX_WIDTH
+
+
+def tiny_default() -> str:
+    """"tiny" when the trained asset ships with the package, else "tiny-random"."""
+    return "tiny" if (TINY_ASSET_DIR / "config.json").exists() else "tiny-random"
 
 
 def _default_dtype(device: str) -> torch.dtype:
@@ -78,8 +93,10 @@ def tiny_config(family: str = "llada", vocab_size: int = 101, mask_token_id: int
 
 
 def build_random_model(family: str = "llada", seed: int = 0, **overrides):
-    """A seeded random tiny model of `family` with the character tokenizer (for tests and smoke runs)."""
-    from ..tiny.tokenizer import build_char_tokenizer
+    """A seeded random tiny model of `family` with the character tokenizer (for tests and smoke runs).
+
+    The model is named "tiny-random-<family>" (`model.dllmq_name`), whatever the seed and overrides."""
+    from .tokenizers import build_char_tokenizer
 
     tok = build_char_tokenizer()
     cfg = tiny_config(family, vocab_size=len(tok), mask_token_id=tok.mask_token_id, **overrides)
@@ -88,6 +105,7 @@ def build_random_model(family: str = "llada", seed: int = 0, **overrides):
         model = AutoModelForCausalLM.from_config(cfg)
     else:
         model = AutoModel.from_config(cfg)
+    model.dllmq_name = f"tiny-random-{family}"
     return model.float().eval(), tok
 
 
@@ -126,8 +144,13 @@ def _finish(model, tok, device, dtype):
 def load_model(name: str = "tiny", device: Optional[str] = None, dtype: Optional[torch.dtype] = None):
     """Load (model, tokenizer) by name; see the module docstring for the names understood.
 
-    Defaults: bf16 on a GPU, fp32 on a CPU; the model is in eval mode."""
-    device = device or default_device()
+    Defaults: bf16 on a GPU, fp32 on a CPU; the model is in eval mode and records `name` as `dllmq_name`."""
+    model, tok = _load(name, device or env_device(), dtype)
+    model.dllmq_name = name
+    return model, tok
+
+
+def _load(name: str, device: str, dtype: Optional[torch.dtype]):
     dtype = dtype or _default_dtype(device)
     if name in TINY_RANDOM:
         family = "llada" if name == "tiny-random" else name.rsplit("-", 1)[1]
@@ -137,7 +160,7 @@ def load_model(name: str = "tiny", device: Optional[str] = None, dtype: Optional
         if not (TINY_ASSET_DIR / "config.json").exists():
             raise FileNotFoundError(f"the tiny model asset is missing in {TINY_ASSET_DIR}; "
                                     "train it with `python -m dllmq.tiny.train` or use name='tiny-random'")
-        return load_model(str(TINY_ASSET_DIR), device, dtype)
+        return _load(str(TINY_ASSET_DIR), device, dtype)
     if name.lower() in ("smollm2-135m", "smollm2"):
         gguf = _smollm2_gguf_path()
         if gguf is not None:

@@ -34,13 +34,16 @@ import torch
 import torch.nn.functional as F
 
 from ..models.layout import ROLES
+from .fold import scale_input, scale_norm, scale_output
 from .qlinear import QuantLinear
-from .quantizer import QuantSpec, fake_quantize_spec
+from .quantizer import QuantSpec, fake_quantize
 from .report import QuantReport, relative_error_on_inputs
-from .sequential import BlockContext, batched_relative_error, run_sequential
+from .sequential import BlockContext, run_sequential
 
 PROPAGATE = "fp"
-KNOBS = {"scale": True, "oc_batch": 256}
+# llm-awq's defaults: a 20-point grid for the scale exponent, then the clip search (20 shrink steps down to
+# 50%, on 512 tokens); scale=False / clip=False switch a stage off; oc_batch bounds the clip search's memory.
+KNOBS = dict(n_grid=20, clip=True, clip_grid=20, max_shrink=0.5, clip_tokens=512, scale=True, oc_batch=256)
 FEATURE_ROLE = {"q": "q", "k": "q", "v": "q", "o": "o", "gate": "gate", "up": "gate", "down": "down"}
 NO_CLIP_ROLES = ("q", "k")  # llm-awq skips clipping of query/key projections
 
@@ -67,7 +70,7 @@ def scaling_groups(block) -> tuple[list, list]:
 
 def _fake_q_scaled(w: torch.Tensor, s: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
     """Q(W diag(s)) diag(s)^-1 in float32."""
-    return fake_quantize_spec(w.float() * s, spec) / s
+    return fake_quantize(w.float() * s, spec) / s
 
 
 def _group_loss(ctx: BlockContext, group: ScaleGroup, x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -116,18 +119,13 @@ def search_scale(ctx: BlockContext, group: ScaleGroup, x: torch.Tensor, spec: Qu
 
 @torch.no_grad()
 def apply_scale(ctx: BlockContext, group: ScaleGroup, s: torch.Tensor) -> None:
-    """Fold s: prev /= s (norm weight, or output rows and bias of the previous linear), W <- W diag(s)."""
-    prev = ctx.block.attn_norm if group.prev == "attn_norm" else (
-        ctx.block.mlp_norm if group.prev == "mlp_norm" else ctx.block.get(group.prev))
+    """Fold s (fold.py): prev /= s (norm weight, or output rows and bias of the previous linear), W <- W diag(s)."""
     if group.prev in ("attn_norm", "mlp_norm"):
-        prev.weight.data = (prev.weight.float() / s).to(prev.weight.dtype)
+        scale_norm(ctx.block.attn_norm if group.prev == "attn_norm" else ctx.block.mlp_norm, s)
     else:
-        prev.weight.data = (prev.weight.float() / s.view(-1, 1)).to(prev.weight.dtype)
-        if prev.bias is not None:
-            prev.bias.data = (prev.bias.float() / s).to(prev.bias.dtype)
+        scale_output(ctx.block.get(group.prev), s)
     for role in group.roles:
-        lin = ctx.block.get(role)
-        lin.weight.data = (lin.weight.float() * s.view(1, -1)).to(lin.weight.dtype)
+        scale_input(ctx.block.get(role), s)
 
 
 @torch.no_grad()
@@ -148,7 +146,7 @@ def search_clip(w: torch.Tensor, x: torch.Tensor, spec: QuantSpec, n_grid: int =
         min_err = torch.full(org_max.shape[:2], float("inf"), device=w.device)  # (ob, n_groups)
         for i in range(int(max_shrink * n_grid)):
             max_val = org_max * (1 - i / n_grid)
-            qw = fake_quantize_spec(torch.clamp(wb, -max_val, max_val).reshape(wb.shape[0], in_f), spec)
+            qw = fake_quantize(torch.clamp(wb, -max_val, max_val).reshape(wb.shape[0], in_f), spec)
             cur = torch.bmm(xg, qw.view_as(wb).permute(1, 2, 0))  # (n_groups, t, ob)
             err = (cur - org_out).pow(2).mean(dim=1).T  # (ob, n_groups)
             better = err < min_err
@@ -188,19 +186,19 @@ def process_block(ctx: BlockContext, recipe, spec: Optional[QuantSpec] = None) -
     # 1. inputs of each distinct linear input (FP block, before any scaling)
     feats = ctx.collect_inputs(["q", "o", "gate", "down"])
     # 2. activation-aware scales
-    if recipe.knob("scale", True):
-        curves = scale_block(ctx, spec, feats, recipe.knob("n_grid", 20))
+    if recipe.knob("scale"):
+        curves = scale_block(ctx, spec, feats, recipe.knob("n_grid"))
         ctx.report.extra.setdefault("awq_scales", {})[ctx.index] = curves
     reference = {r: ctx.block.get(r).weight.data.clone() for r in ROLES}  # scaled, unclipped
     # 3. clipping
-    if recipe.knob("clip", True):
+    if recipe.knob("clip"):
         for role in ROLES:
             if role in NO_CLIP_ROLES:
                 continue
             lin = ctx.block.get(role)
-            max_val = search_clip(lin.weight, feats[FEATURE_ROLE[role]], spec, recipe.knob("clip_grid", 20),
-                                  recipe.knob("max_shrink", 0.5), recipe.knob("clip_tokens", 512),
-                                  recipe.knob("oc_batch", 256))
+            max_val = search_clip(lin.weight, feats[FEATURE_ROLE[role]], spec, recipe.knob("clip_grid"),
+                                  recipe.knob("max_shrink"), recipe.knob("clip_tokens"),
+                                  recipe.knob("oc_batch"))
             apply_clip(lin, max_val)
     # 4. quantize
     share = (time.perf_counter() - t0) / len(ROLES)

@@ -271,7 +271,7 @@ def memory_table(model: nn.Module, recipe: str = "rtn:w4a16g128", calib: Optiona
 
     add("fp32", _cast(copy.deepcopy(model), torch.float32))
     add("bf16", _cast(copy.deepcopy(model), torch.bfloat16))
-    fq, _ = quantize(_cast(copy.deepcopy(model), torch.float32), recipe, calib)
+    fq, _ = quantize(_cast(copy.deepcopy(model), torch.float32), recipe, calib, inplace=True)
     add("fake-quant", fq, f"{recipe}: quantized values held in fp32")
     packed = copy.deepcopy(fq)
     pack_model(packed)

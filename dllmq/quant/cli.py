@@ -63,7 +63,7 @@ def main(argv: Optional[list] = None) -> int:
     model, tok = load_model(args.model, device=args.device or "cpu")
     print(f"quantizing {args.model} with {recipe} (calibration: {recipe.calib})")
     try:
-        model, report = quantize(model, recipe, tok=tok, device=args.device, batch_size=args.batch_size)
+        model, report = quantize(model, recipe, tok=tok, device=args.device, batch_size=args.batch_size, inplace=True)
     except (ValueError, OfflineError) as err:  # recipe does not fit the model, seq_len too long, offline hub...
         print(f"dllmq quantize: {err}", file=sys.stderr)
         return 2

@@ -46,8 +46,10 @@ PROPAGATE = "quantized"  # only the calibration stream passes through the quanti
 GREEDY_INDEX = ("row", "channel")
 CALIB_INPUTS = ("mean", "all")
 SMOOTH_PAIRS = PAIRS["qdlm"]  # attn_norm -> qkv, v -> o, mlp_norm -> gate/up, up -> down
-KNOB_BASE = {"alpha": 0.5, "block_size": 128, "rotation_steps": 256, "permutation_times": 1}
-KNOBS = {"greedy_index": "channel", "calib_input": "mean", "max_calib_tokens": 65536, "seed": 2}
+# DuQuant's defaults (its LLaMA scripts): smoothing α 0.5, rotation blocks of 128 channels, 256 greedy steps,
+# one zigzag permutation; the greedy rotation picks by channel; calibration inputs averaged; rotation_seed 2.
+KNOBS = dict(alpha=0.5, block_size=128, rotation_steps=256, permutation_times=1, greedy_index="channel",
+             calib_input="mean", max_calib_tokens=65536, rotation_seed=2)
 
 
 # ----------------------------------------------------------------------------- the greedy rotation
@@ -244,7 +246,7 @@ def process_block(ctx, recipe, stats: dict, opts: dict, quantize: bool = True) -
         x = _site_inputs(ctx, roles[0], opts["max_calib_tokens"])
         bs = _block_size(opts["block_size"], x.shape[-1], ctx.name_of(roles[0]), report)
         t = calibrate_transform(x, bs, opts["rotation_steps"], opts["greedy_index"], opts["permutation_times"],
-                                seed=opts["seed"] + 1000 * b.index + 10 * site).to(x.device)
+                                seed=opts["rotation_seed"] + 1000 * b.index + 10 * site).to(x.device)
         xt = t(x)
         for role in roles:
             # 3. Fold T into W (W <- W T, rows through the transform in float64) and quantize it.
@@ -301,7 +303,7 @@ def _run_mean(model, layout, calib, process, report: QuantReport, device, batch_
 
 
 def _options(recipe) -> dict:
-    opts = {name: recipe.knob(name, default) for name, default in {**KNOB_BASE, **KNOBS}.items()}
+    opts = {name: recipe.knob(name, default) for name, default in KNOBS.items()}
     if opts["greedy_index"] not in GREEDY_INDEX:
         raise ValueError(f"knob greedy_index={opts['greedy_index']!r} is unknown; allowed: {GREEDY_INDEX}")
     if opts["calib_input"] not in CALIB_INPUTS:

@@ -115,9 +115,3 @@ def fuse_norms(layout, include_head: bool = True) -> None:
 def head_blocks(T: torch.Tensor, n_blocks: int) -> torch.Tensor:
     """Block-diagonal I_n ⊗ T (one copy of T per head)."""
     return torch.block_diag(*[T] * n_blocks)
-
-
-def relative_error(ref: torch.Tensor, out: torch.Tensor) -> float:
-    """‖out − ref‖ / ‖ref‖ in float64 (the invariance measure used by the tests and notebooks)."""
-    ref, out = ref.detach().double(), out.detach().double()
-    return float((out - ref).norm() / ref.norm().clamp_min(1e-300))

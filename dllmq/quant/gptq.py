@@ -33,12 +33,15 @@ import torch
 
 from ..models.layout import ROLE_GROUPS, ROLES
 from .qlinear import QuantLinear
-from .quantizer import QParams, QuantSpec, find_qparams, quant_dequant
+from .quantizer import QParams, QuantSpec, find_qparams
 from .report import QuantReport, relative_output_error
 from .sequential import BlockContext, run_sequential
 
 PROPAGATE = "quantized"
-KNOBS = {"damp_step": 0.01}
+# The paper's GPTQ (IST-DASLab defaults): 1% damping, lazy batches of 128 columns, natural column order,
+# groups fixed as they are reached, q/k/v then o then gate/up then down (true sequential); damp_step is the
+# increase tried when the Cholesky factorisation fails.
+KNOBS = dict(damp=0.01, block_size=128, act_order=False, static_groups=False, true_sequential=True, damp_step=0.01)
 MAX_DAMP = 100.0  # give up (clear error) beyond this multiple of mean(diag H)
 
 
@@ -149,7 +152,7 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, spec: QuantSpec, *, block_si
                 elif col % g == 0:  # a new group starts: parameters from W as of the last lazy update (as IST)
                     qp = _params(W[:, col:col + g], spec)
                     scales[:, col // g], zeros[:, col // g] = qp.scale[:, 0], qp.zero[:, 0]
-            q = quant_dequant(w.unsqueeze(1), qp.scale, qp.zero, qp.qmin, qp.qmax).flatten()
+            q = qp.fake_quantize(w.unsqueeze(1)).flatten()
             Q1[:, i] = q
             losses += (w - q) ** 2 / d ** 2 / 2
             err = (w - q) / d
@@ -175,9 +178,9 @@ def gptq_quantize(W: torch.Tensor, H: torch.Tensor, spec: QuantSpec, *, block_si
 
 
 def _options(recipe) -> dict:
-    return dict(block_size=recipe.knob("block_size", 128), damp=recipe.knob("damp", 0.01),
-                act_order=recipe.knob("act_order", False), static_groups=recipe.knob("static_groups", False),
-                damp_step=recipe.knob("damp_step", KNOBS["damp_step"]))
+    """GPTQ's knobs from `recipe` (another method's recipe, e.g. QuaRot's, falls back to these defaults)."""
+    names = ("block_size", "damp", "act_order", "static_groups", "damp_step")
+    return {name: recipe.knob(name, KNOBS[name]) for name in names}
 
 
 def quantize_block(ctx: BlockContext, recipe, spec: Optional[QuantSpec] = None, roles=ROLES) -> None:
@@ -186,7 +189,7 @@ def quantize_block(ctx: BlockContext, recipe, spec: Optional[QuantSpec] = None, 
     A QuantLinear keeps its input transform and activation quantizer; only its weight is replaced."""
     spec = spec or recipe.weight_spec(include_zero=True)
     opts = _options(recipe)
-    groups = ROLE_GROUPS if recipe.knob("true_sequential", True) else (tuple(ROLES),)
+    groups = ROLE_GROUPS if recipe.knob("true_sequential", KNOBS["true_sequential"]) else (tuple(ROLES),)
     for group in groups:
         group = [r for r in group if r in roles]
         if not group:

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.hooks import RemovableHandle
 
-from .quantizer import ActQuantizer, QuantSpec, fake_quantize_spec, weight_qparams
+from .quantizer import ActQuantizer, QuantSpec, fake_quantize, weight_qparams
 
 SERIALIZABLE: dict = {}
 
@@ -104,7 +104,7 @@ class QuantLinear(nn.Module):
         if linear.bias is not None:
             q.bias.data.copy_(linear.bias.data)
         if weight is None and w_spec is not None:
-            q.set_weight(fake_quantize_spec(w, w_spec), w_spec, *weight_qparams(w, w_spec), method=method)
+            q.set_weight(fake_quantize(w, w_spec), w_spec, *weight_qparams(w, w_spec), method=method)
         elif weight is not None:
             q.set_weight(weight, w_spec, scale, zero, g_idx=g_idx, method=method)
         else:

@@ -29,7 +29,7 @@ shrink-grid search of IST gptq / QuaRot --w_clip (p = 1, 0.99, ..., 0.21 minimis
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
@@ -117,12 +117,6 @@ class QuantSpec:
                     clip_ratio=self.clip_ratio, sym_convention=self.sym_convention, include_zero=self.include_zero)
 
 
-def weight_spec(bits: int, group_size: Optional[int] = None, **kwargs) -> QuantSpec:
-    """Weight quantizer: per-channel when group_size is None, else per-group along the input dim."""
-    gran = "channel" if group_size is None else "group"
-    return QuantSpec(bits=bits, granularity=gran, group_size=group_size, **kwargs)
-
-
 @dataclass
 class QParams:
     """Quantization parameters for a 2-D view (rows, cols): scale and zero have shape (rows, 1)."""
@@ -131,6 +125,10 @@ class QParams:
     zero: torch.Tensor
     qmin: int
     qmax: int
+
+    def fake_quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """Quantize then dequantize x with these parameters (float32 out; broadcasting)."""
+        return dequantize(quantize(x, self.scale, self.zero, self.qmin, self.qmax), self.scale, self.zero)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,11 +195,6 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torc
     return scale * (q.float() - zero)
 
 
-def quant_dequant(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
-    """Fake quantization with given parameters (float32 out)."""
-    return dequantize(quantize(x, scale, zero, qmin, qmax), scale, zero)
-
-
 def mse_clip_search(rows: torch.Tensor, spec: QuantSpec, norm: float = MSE_NORM, grid: int = MSE_GRID,
                     maxshrink: float = MSE_MAXSHRINK) -> QParams:
     """Per-row shrink factor p in {1, 1 - 1/grid, ...} (int(maxshrink*grid) values) minimising
@@ -212,7 +205,7 @@ def mse_clip_search(rows: torch.Tensor, spec: QuantSpec, norm: float = MSE_NORM,
     for i in range(int(maxshrink * grid)):
         p = 1 - i / grid
         qp = compute_qparams(rows, spec, clip_ratio=p)
-        err = (quant_dequant(rows, qp.scale, qp.zero, qp.qmin, qp.qmax) - rows).abs_().pow_(norm).sum(1, keepdim=True)
+        err = (qp.fake_quantize(rows) - rows).abs_().pow_(norm).sum(1, keepdim=True)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best.scale = torch.where(better, qp.scale, best.scale)
@@ -235,24 +228,21 @@ def quantize_tensor(x: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, QPa
     return q.reshape(x.shape), qp
 
 
-def fake_quantize_spec(x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
-    """Quantize then dequantize x with `spec`; same shape and dtype as x (math in float32)."""
-    rows = to_rows(x, spec.granularity, spec.group_size)
-    qp = find_qparams(rows, spec)
-    return quant_dequant(rows, qp.scale, qp.zero, qp.qmin, qp.qmax).reshape(x.shape).to(x.dtype)
+def fake_quantize(x: torch.Tensor, spec: Union[QuantSpec, int], **options) -> torch.Tensor:
+    """Quantize then dequantize x; same shape and dtype as x (math in float32). The one fake-quantize entry.
 
+    spec: a QuantSpec, or the bit-width with the QuantSpec fields as keywords (see the module docstring).
 
-def fake_quantize(x: torch.Tensor, bits: int, *, sym: bool = False, granularity: str = "channel",
-                  group_size: Optional[int] = None, clip_ratio: ClipRatio = 1.0,
-                  sym_convention: str = DEFAULT_SYM_CONVENTION, include_zero: bool = False) -> torch.Tensor:
-    """Fake-quantize x (see the module docstring for every option). Returns a tensor like x.
-
-    >>> fake_quantize(w, 4, granularity="group", group_size=128)        # W4 g128 asymmetric (paper Eq. 1)
-    >>> fake_quantize(x, 8, sym=True, granularity="token", clip_ratio=0.9)  # A8 per-token symmetric
+    >>> fake_quantize(w, QuantSpec(4, granularity="group", group_size=128))   # W4 g128 asymmetric (Eq. 1)
+    >>> fake_quantize(x, 8, sym=True, granularity="token", clip_ratio=0.9)    # A8 per-token symmetric
     """
-    spec = QuantSpec(bits=bits, sym=sym, granularity=granularity, group_size=group_size, clip_ratio=clip_ratio,
-                     sym_convention=sym_convention, include_zero=include_zero)
-    return fake_quantize_spec(x, spec)
+    if isinstance(spec, QuantSpec):
+        if options:
+            raise TypeError(f"fake_quantize got a QuantSpec and options {sorted(options)}; give one or the other")
+    else:
+        spec = QuantSpec(bits=spec, **options)
+    rows = to_rows(x, spec.granularity, spec.group_size)
+    return find_qparams(rows, spec).fake_quantize(rows).reshape(x.shape).to(x.dtype)
 
 
 def weight_qparams(w: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,7 +279,7 @@ class ActQuantizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.bits >= 16:
             return x
-        return fake_quantize_spec(x, self.spec)
+        return fake_quantize(x, self.spec)
 
     def get_config(self) -> dict:
         s = self.spec
@@ -298,9 +288,3 @@ class ActQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return self.spec.describe()
-
-
-def with_clip(spec: QuantSpec, clip_ratio: ClipRatio) -> QuantSpec:
-    """A copy of `spec` with another clip ratio."""
-    return replace(spec, clip_ratio=clip_ratio)
-

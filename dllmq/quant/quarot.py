@@ -40,7 +40,11 @@ from .sequential import run_sequential
 from .wa import install_attention_quantizers, rtn_linear
 
 PROPAGATE = "quantized"  # GPTQ weights are fitted on the outputs of already-quantized blocks
-KNOBS = {"hadamard_fallback": "none", "kv_sym": True, "kv_clip": 1.0, "seed": 0}
+# weights: GPTQ (the paper) or RTN on the rotated model; damp: GPTQ's damping; rotation: randomized Hadamard
+# (QuaRot) or a random orthogonal matrix; hadamard_fallback for sizes without a Hadamard matrix; K/V cache
+# quantizer symmetric with no clipping; rotation_seed draws the random signs / rotations.
+KNOBS = dict(weights="gptq", damp=0.01, rotation="hadamard", hadamard_fallback="none", kv_sym=True, kv_clip=1.0,
+             rotation_seed=0)
 ROTATIONS = ("hadamard", "random")
 READERS = ("q", "k", "v", "gate", "up")
 WRITERS = ("o", "down")
@@ -136,11 +140,11 @@ def apply(model, layout, recipe, calib, device=None, batch_size: int = 8) -> Qua
     """QuaRot in place: rotate (steps 1-4), weights by GPTQ or RTN, per-token activations, K/V."""
     t_start = time.perf_counter()
     report = QuantReport(recipe=str(recipe), method="quarot")
-    fallback = _fallback(recipe.knob("hadamard_fallback", KNOBS["hadamard_fallback"]))
-    rotation, weights = recipe.knob("rotation", "hadamard"), recipe.knob("weights", "gptq")
+    fallback = _fallback(recipe.knob("hadamard_fallback"))
+    rotation, weights = recipe.knob("rotation"), recipe.knob("weights")
     if weights not in ("gptq", "rtn"):
         raise ValueError(f"knob weights={weights!r} is unknown; allowed: 'gptq', 'rtn'")
-    seed = int(recipe.knob("seed", KNOBS["seed"]))
+    seed = int(recipe.knob("rotation_seed"))
     # 1-4. Fold norms, rotate, install the online Hadamards (the model still computes the same function).
     online = rotate_model(layout, rotation, fallback, seed)
     install_online_transforms(layout, online)
@@ -155,7 +159,7 @@ def apply(model, layout, recipe, calib, device=None, batch_size: int = 8) -> Qua
     # 5. K (after RoPE and a head-dim Hadamard on Q and K) and V; queries at q_bits (16 in the paper).
     how = install_attention_quantizers(
         layout, recipe.q_bits, recipe.kv_bits, sym=recipe.a_sym, clip_ratio=recipe.a_clip,
-        kv_sym=bool(recipe.knob("kv_sym", KNOBS["kv_sym"])), kv_clip_ratio=float(recipe.knob("kv_clip", KNOBS["kv_clip"])),
+        kv_sym=bool(recipe.knob("kv_sym")), kv_clip_ratio=float(recipe.knob("kv_clip")),
         rotate_qk=True)
     report.extra["attention_inputs"] = how
     if how == "projection-outputs":

@@ -19,20 +19,16 @@ String form (round-trips through `Recipe.parse` / `str`):
     "gptq:w4a16g128:sym,conv=gptq"         ... as the released code runs it (AutoGPTQ sym=True)
     "gptq:w3a16g128:act_order,static_groups,calib=tiny,n=32,len=256"
 
-Unspecified fields take the *method defaults* below, which are the paper's configuration of that
-method (arXiv 2508.14896 Sec. 4.1 and App. A; `reference/paper.md` §2.3), so
-`str(Recipe.paper("gptq", "w4a16g128")) == "gptq:w4a16g128"`. `str()` prints only what differs.
+Unspecified fields take the method's defaults, which are the paper's configuration of that method
+(`presets.METHOD_DEFAULTS`; its knobs' defaults live in each method module's `KNOBS`), so
+`str(Recipe.paper("gptq", "w4a16g128")) == "gptq:w4a16g128"`. `str()` prints only what differs, and
+`Recipe.parse(str(r)) == r` for every recipe.
 
-`Recipe.paper(method, setting, variant="paper")` returns the paper's configuration; variant="code"
-applies what the released code (FelixMessi/QDLM) actually does where it differs:
-    gptq     paper: asymmetric          code: symmetric, AutoGPTQ's unsigned grid (sym, conv=gptq)
-    quarot   paper: 128 x 2048 tokens   code: calibration windows of 4096 tokens (model.seqlen = 4096)
-Details the paper leaves open follow the code in both variants (DuQuant/SmoothQuant calibration seed 2,
-Q/K/V attention inputs quantized at the activation bits for SmoothQuant and DuQuant, K/V for QuaRot).
-RTN has no row in the paper; its presets are the de-facto baselines (AWQ's asymmetric g128
-pseudo-quantizer for weight-only; per-channel W, per-token A, both asymmetric, for W-A).
-Known, unverified code quirk not modelled: QDLM's AutoGPTQ LLaDA definition names q/k/v
-`attn_q/k/v`, which would leave them unquantized (reference/ptq.md §L.4).
+`Recipe.paper(method, setting, variant="paper", model=None, calib=None, **knobs)` returns the paper's
+configuration (`presets.py`: what the variants "paper" and "code" change), fitted to `model` when one is
+given (a module or a model name: `presets.fit`), with calibration fields and knobs overridable.
+Seeds: `seed=` is the calibration sampling seed; the random rotations of QuaRot and DuQuant take the knob
+`rotation_seed=`.
 """
 from __future__ import annotations
 
@@ -40,63 +36,10 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping, Optional, Union
 
-from ..calibration import CALIB_SOURCES
+from ..calibration import CalibSpec
+from . import presets
 from .quantizer import DEFAULT_SYM_CONVENTION, SYM_CONVENTIONS, ActQuantizer, QuantSpec, check_bits, check_clip
 from .registry import METHODS, WEIGHT_ACTIVATION_METHODS, WEIGHT_ONLY_METHODS, check_method, method_knobs
-
-PAPER_SETTINGS = ("w4a16g128", "w3a16g128", "w8a8", "w4a4")
-PAPER_METHOD_SETTINGS = {
-    "rtn": PAPER_SETTINGS,  # not in the paper: baseline presets
-    "gptq": ("w4a16g128", "w3a16g128"),
-    "awq": ("w4a16g128", "w3a16g128"),
-    "smoothquant": ("w8a8", "w4a4"),
-    "quarot": ("w8a8", "w4a4"),
-    "duquant": ("w8a8", "w4a4"),
-}
-VARIANTS = ("paper", "code")
-
-
-@dataclass(frozen=True)
-class CalibSpec:
-    """Calibration set: `get_calibration(source, tok, n_samples, seq_len, seed, mask_ratio)`."""
-
-    source: str = "wikitext2"
-    n_samples: int = 128
-    seq_len: int = 2048
-    seed: int = 0
-    mask_ratio: Union[None, float, str] = None  # None = clean text (as the paper); float or "uniform"
-
-    def __post_init__(self):
-        if self.source not in CALIB_SOURCES:
-            raise ValueError(f"calib source={self.source!r} is unknown; allowed: {CALIB_SOURCES}")
-        for name in ("n_samples", "seq_len", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
-                raise ValueError(f"calib {name}={value!r} must be a {'non-negative' if name == 'seed' else 'positive'} int")
-        m = self.mask_ratio
-        if not (m is None or m == "uniform" or (isinstance(m, float) and 0.0 < m <= 1.0)):
-            raise ValueError(f"calib mask_ratio={m!r} is invalid; allowed: None, a float in (0, 1], 'uniform'")
-
-
-_WIKI = CalibSpec("wikitext2", 128, 2048, 0)
-# The paper's configuration of each method (fields other than bits/group).
-METHOD_DEFAULTS: dict = {
-    "rtn": dict(calib=_WIKI),
-    "gptq": dict(calib=_WIKI),
-    "awq": dict(calib=CalibSpec("pileval", 128, 512, 42)),
-    "smoothquant": dict(calib=replace(_WIKI, seed=2)),
-    "quarot": dict(w_sym=True, a_sym=True, w_clip="mse", calib=_WIKI),
-    "duquant": dict(w_clip=0.8, a_clip=0.9, calib=replace(_WIKI, seed=2)),
-}
-# Method knobs and their paper values. A method module may add more in its own KNOBS mapping.
-KNOB_DEFAULTS: dict = {
-    "rtn": {},
-    "gptq": dict(damp=0.01, block_size=128, act_order=False, static_groups=False, true_sequential=True),
-    "awq": dict(n_grid=20, clip=True, clip_grid=20, max_shrink=0.5, clip_tokens=512),
-    "smoothquant": dict(alpha=0.5),
-    "quarot": dict(weights="gptq", damp=0.01, rotation="hadamard"),
-    "duquant": dict(alpha=0.5, block_size=128, rotation_steps=256, permutation_times=1),
-}
 
 _SETTING_RE = re.compile(r"^w(\d+)a(\d+)(?:g(\d+))?(?:kv(\d+))?$")
 _CALIB_KEYS = {"calib": "source", "n": "n_samples", "len": "seq_len", "seed": "seed", "mask": "mask_ratio"}
@@ -159,7 +102,7 @@ class Recipe:
     w_bits/a_bits: weight/activation bits (a_bits=16: weight-only; w_bits=16: FP weights).
     group_size: None = per output channel, else contiguous groups of input columns.
     w_clip: ratio in (0, 1] or "mse"; a_clip: ratio. q_bits/kv_bits: attention matmul inputs (16 = off).
-    knobs: method options (see KNOB_DEFAULTS); calib: the calibration set."""
+    knobs: method options (defaults: the method module's KNOBS); calib: the calibration set."""
 
     method: str
     w_bits: int = 4
@@ -177,7 +120,7 @@ class Recipe:
 
     def __post_init__(self):
         check_method(self.method)
-        base = {"w_sym": False, "a_sym": False, "w_clip": 1.0, "a_clip": 1.0, **METHOD_DEFAULTS[self.method]}
+        base = presets.method_defaults(self.method)
         for name in ("w_sym", "a_sym", "w_clip", "a_clip", "calib"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, base[name])
@@ -214,30 +157,20 @@ class Recipe:
             given = dict(given)
         if not isinstance(given, Mapping):
             raise TypeError(f"knobs={given!r} must be a mapping name -> value")
-        defaults = KNOB_DEFAULTS[self.method]
-        extra = None
-        out = dict(defaults)
-        for name in sorted(given, key=lambda n: (n not in defaults, n)):
-            value = given[name]
-            if name in defaults:
-                like = defaults[name]
-            else:
-                extra = method_knobs(self.method) if extra is None else extra
-                if name not in extra:
-                    allowed = sorted({*defaults, *extra})
-                    raise ValueError(f"knob {name!r} is unknown for method={self.method!r}; allowed: {allowed}")
-                like = extra[name]
-            out[name] = _coerce_knob(name, value, like)
-        return tuple(out.items())
+        defaults = method_knobs(self.method)
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            hint = " (the calibration seed is `seed=` in a recipe string, calib=CalibSpec(seed=...) here)" \
+                if "seed" in unknown else ""
+            raise ValueError(f"knob {unknown[0]!r} is unknown for method={self.method!r}; "
+                             f"allowed: {sorted(defaults)}{hint}")
+        return tuple((name, _coerce_knob(name, given[name], like) if name in given else like)
+                     for name, like in defaults.items())
 
     # -- access -------------------------------------------------------------------------------
     def knob(self, name: str, default: Any = None) -> Any:
         """Value of a method knob (recipe value, else `default`)."""
         return dict(self.knobs).get(name, default)
-
-    @property
-    def knob_dict(self) -> dict:
-        return dict(self.knobs)
 
     @property
     def weight_only(self) -> bool:
@@ -352,24 +285,22 @@ class Recipe:
 
     # -- paper presets ------------------------------------------------------------------------
     @classmethod
-    def paper(cls, method: str, setting: str, variant: str = "paper") -> "Recipe":
-        """The paper's configuration of `method` at `setting` (see the module docstring for variants)."""
+    def paper(cls, method: str, setting: str, variant: str = "paper", *, model=None,
+              calib: Union[None, CalibSpec, Mapping] = None, **knobs) -> "Recipe":
+        """The paper's configuration of `method` at `setting` (presets.py), fitted to `model` when given.
+
+        calib: a CalibSpec, or a mapping of CalibSpec fields to change (e.g. {"mask_ratio": 0.5});
+        knobs: method knobs that override the preset's."""
         check_method(method)
-        if variant not in VARIANTS:
-            raise ValueError(f"variant={variant!r} is unknown; allowed: {VARIANTS}")
-        allowed = PAPER_METHOD_SETTINGS[method]
-        if setting not in allowed:
-            raise ValueError(f"setting={setting!r}: the paper runs {method} only at {allowed}")
+        presets.check_paper_setting(method, setting, variant)
         recipe = cls.parse(f"{method}:{setting}")
-        if method in ("smoothquant", "duquant"):
-            recipe = replace(recipe, q_bits=recipe.a_bits, kv_bits=recipe.a_bits)
-        if method == "quarot":
-            recipe = replace(recipe, kv_bits=recipe.a_bits)
-        if variant == "code":
-            if method == "gptq":
-                recipe = replace(recipe, w_sym=True, sym_convention="gptq")
-            if method == "quarot":
-                recipe = replace(recipe, calib=replace(recipe.calib, seq_len=4096))
+        recipe = replace(recipe, **presets.paper_changes(recipe, variant))
+        if model is not None:
+            recipe = presets.fit(recipe, model)
+        if calib is not None:
+            recipe = replace(recipe, calib=calib if isinstance(calib, CalibSpec) else replace(recipe.calib, **calib))
+        if knobs:
+            recipe = replace(recipe, knobs={**dict(recipe.knobs), **knobs})
         return recipe
 
     # -- JSON ---------------------------------------------------------------------------------
@@ -389,4 +320,4 @@ class Recipe:
 
 def all_paper_recipes(variant: str = "paper") -> list:
     """Every (method, setting) preset the paper reports, as Recipes."""
-    return [Recipe.paper(m, s, variant) for m in METHODS for s in PAPER_METHOD_SETTINGS[m] if m != "rtn"]
+    return [Recipe.paper(m, s, variant) for m in METHODS for s in presets.PAPER_METHOD_SETTINGS[m] if m != "rtn"]

@@ -5,7 +5,7 @@ A method module exposes
     apply(model, layout, recipe, calib) -> QuantReport     quantize `model` in place
     PROPAGATE = "quantized" | "fp" | None                  what its sequential pass feeds the next block
                                                            (None: the method does not use the engine)
-    KNOBS = {name: default}        (optional) extra recipe knobs beyond recipe.KNOB_DEFAULTS[method]
+    KNOBS = {name: default}        every recipe knob of the method with its default (the only place it lives)
     NEEDS_CALIBRATION = bool       (optional, default True)
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def get_method(name: str) -> ModuleType:
 
 
 def method_knobs(name: str) -> dict:
-    """Extra knobs a method module declares (empty when the module is missing or declares none)."""
+    """The knobs a method module declares, name -> default (empty when the module is missing)."""
     check_method(name)
     try:
         module = importlib.import_module(METHODS[name])

@@ -42,11 +42,13 @@ def relative_weight_error(w: torch.Tensor, w_hat: torch.Tensor) -> float:
     return float((w_hat.float() - w.float()).pow(2).sum(dtype=torch.float64) / den) if den > 0 else float("nan")
 
 
-@torch.no_grad()
-def relative_tensor_error(y: torch.Tensor, y_ref: torch.Tensor) -> float:
-    """||y - y_ref||^2 / ||y_ref||^2."""
-    den = y_ref.float().pow(2).sum(dtype=torch.float64)
-    return float((y.float() - y_ref.float()).pow(2).sum(dtype=torch.float64) / den) if den > 0 else float("nan")
+def relative_l2_error(ref: torch.Tensor, out: torch.Tensor) -> float:
+    """‖out − ref‖₂ / ‖ref‖₂ in float64 (not squared): how far a rewrite or a quantized output moves a tensor.
+
+    The per-layer errors above are squared ratios (the GPTQ objective's scale); this one is the plain norm
+    ratio the invariance tests and notebooks report (an exact rewrite gives ~1e-7)."""
+    ref, out = ref.detach().double(), out.detach().double()
+    return float((out - ref).norm() / ref.norm().clamp_min(1e-300))
 
 
 @dataclass

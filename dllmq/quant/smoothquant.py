@@ -34,7 +34,7 @@ from .report import QuantReport, relative_weight_error
 from .wa import install_attention_quantizers, rtn_linear
 
 PROPAGATE = None  # one full-model statistics pass, no layer-by-layer engine
-KNOBS = {"variant": "qdlm"}
+KNOBS = {"alpha": 0.5, "variant": "qdlm"}  # migration strength of the paper; smoothing pairs (see PAIRS)
 CLAMP = 1e-5
 PAIRS = {
     "official": (("attn_norm", ("q", "k", "v")), ("mlp_norm", ("gate", "up"))),
@@ -118,7 +118,7 @@ def apply(model, layout, recipe, calib) -> QuantReport:
     """SmoothQuant in place: statistics, smoothing, RTN weights, per-token activations, attention inputs."""
     t_start = time.perf_counter()
     report = QuantReport(recipe=str(recipe), method="smoothquant")
-    alpha, variant = float(recipe.knob("alpha", 0.5)), recipe.knob("variant", KNOBS["variant"])
+    alpha, variant = float(recipe.knob("alpha")), recipe.knob("variant")
     # 1. max|X_j| of every input site over the calibration set, full-precision model.
     stats = collect_input_absmax(model, layout, calib, roles=STAT_ROLES)
     # 2. s_j = max|X_j|^α / max|W_j|^(1−α), folded into the producer (norm γ or linear rows).

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from .hadamard import HadamardRotation
 from .qlinear import QuantLinear, register_module
-from .quantizer import ActQuantizer, QuantSpec, quant_dequant, to_rows, weight_qparams
+from .quantizer import ActQuantizer, QParams, QuantSpec, to_rows, weight_qparams
 
 
 def rtn_linear(linear: nn.Module, spec: Optional[QuantSpec], method: str, **kwargs) -> QuantLinear:
@@ -27,7 +27,7 @@ def rtn_linear(linear: nn.Module, spec: Optional[QuantSpec], method: str, **kwar
     w = linear.weight.data
     scale, zero = weight_qparams(w, spec)  # (out, n_groups)
     rows = to_rows(w, spec.granularity, spec.group_size)
-    wq = quant_dequant(rows, scale.reshape(-1, 1), zero.reshape(-1, 1), spec.qmin, spec.qmax).reshape(w.shape)
+    wq = QParams(scale.reshape(-1, 1), zero.reshape(-1, 1), spec.qmin, spec.qmax).fake_quantize(rows).reshape(w.shape)
     return QuantLinear.from_linear(linear, spec, weight=wq.to(w.dtype), scale=scale, zero=zero, method=method,
                                    **kwargs)
 

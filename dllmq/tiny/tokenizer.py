@@ -1,31 +1,19 @@
-"""A character-level tokenizer for the embedded tiny dLLM, built with `tokenizers` and wrapped as a
-transformers `PreTrainedTokenizerFast`, so it saves and loads like any hub tokenizer (no remote code).
+"""The byte-level BPE tokenizer of the trained tiny dLLM, trained on a fixed sample of the tiny corpus.
 
-Every printable ASCII character plus newline and tab is one token; ids 0-3 are special.
+It shares the kit's special tokens and ids with the character tokenizer of the random test models
+(`dllmq.models.tokenizers`).
 """
 from __future__ import annotations
 
 import functools
-import string
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-SPECIALS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|mask|>"]
-PAD_ID, BOS_ID, EOS_ID, MASK_ID = range(4)
-CHARS = sorted(set(string.printable) - set("\r\x0b\x0c"))
+from ..models.tokenizers import BOS_ID, CHARS, EOS_ID, MASK_ID, PAD_ID, SPECIALS, build_char_tokenizer, wrap_tokenizer
 
-
-def build_char_tokenizer() -> PreTrainedTokenizerFast:
-    """A fresh character tokenizer: specials first, then the sorted character set."""
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + CHARS)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="?"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=SPECIALS[PAD_ID], bos_token=SPECIALS[BOS_ID],
-        eos_token=SPECIALS[EOS_ID], mask_token=SPECIALS[MASK_ID], padding_side="left",
-    )
+__all__ = ["BOS_ID", "CHARS", "EOS_ID", "MASK_ID", "PAD_ID", "SPECIALS", "build_char_tokenizer", "build_tiny_tokenizer",
+           "TINY_VOCAB_SIZE", "TOKENIZER_SEED"]
 
 
 # --- the word-piece tokenizer of the trained tiny model ---------------------------------------------------
@@ -38,11 +26,7 @@ def build_tiny_tokenizer(vocab_size: int = TINY_VOCAB_SIZE, n_texts: int = 20000
 
     Byte-level BPE covers any text (nothing is unknown); the corpus words end up as whole tokens, and
     splitting digits lets the model learn arithmetic digit by digit. Deterministic; built once per process."""
-    tok = Tokenizer.from_str(_trained_bpe(vocab_size, n_texts))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=SPECIALS[PAD_ID], bos_token=SPECIALS[BOS_ID],
-        eos_token=SPECIALS[EOS_ID], mask_token=SPECIALS[MASK_ID], padding_side="left",
-    )
+    return wrap_tokenizer(Tokenizer.from_str(_trained_bpe(vocab_size, n_texts)))
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,4 +1,5 @@
-"""Figures of the reproduction and of the beyond-the-paper studies (matplotlib; each returns a Figure).
+"""Figures of results: the demo, the reproduction, the findings, the studies, the MC noise (matplotlib;
+each returns a Figure).
 
 Every function takes a results-store DataFrame (`ResultStore(...).to_frame()`: model, recipe, task,
 metric, variant, value, stderr, n, category) or the output of `compare`, so a figure can be redrawn
@@ -12,17 +13,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .compare import recipe_row
-from .sweep import parse_variant
+from ..paper.compare import calibration_kind, primary_metric, recipe_label, strip_calibration
+from ..sweeps.sweep import parse_variant
 
 BAND_COLORS = (("negligible", 0.0, 1.0, "#dff0d8"), ("moderate", 1.0, 4.0, "#fcf8e3"),
                ("significant", 4.0, np.inf, "#f2dede"))
-
-
-def recipe_label(recipe: str) -> str:
-    """"gptq:w4a16g32:calib=tiny" -> "GPTQ W4A16 g32"; "fp" -> "FP"."""
-    setting, method = recipe_row(recipe)
-    return "FP" if method == "FP" else f"{method} {setting}"
 
 
 def _with_options(frame: pd.DataFrame) -> pd.DataFrame:
@@ -36,8 +31,6 @@ def _with_options(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _accuracy(frame: pd.DataFrame, metric: Optional[str]) -> pd.DataFrame:
     """Rows of one metric; metric=None keeps each task's headline metric (acc, exact_match, pass@1...)."""
-    from .compare import primary_metric
-
     if metric is None:
         keep = frame.groupby("task")["metric"].agg(primary_metric)
         frame = frame[frame["metric"] == frame["task"].map(keep)]
@@ -53,31 +46,6 @@ def shade_bands(ax, max_drop: float) -> None:
     for name, lo, hi, color in BAND_COLORS:
         if lo < max_drop:
             ax.axhspan(lo, min(hi, max_drop * 1.05 + 1), color=color, zorder=0, label=f"{name}")
-
-
-def plot_comparison(result: pd.DataFrame, group: Optional[str] = None, ax=None):
-    """Drops (positive = worse) paper vs ours per (setting, method), on the paper's bands."""
-    groups = [g for g in result.attrs.get("groups", {})] or ["general"]
-    group = (group or groups[0]).capitalize()
-    col = f"{group} drop"
-    if (col, "ours") not in result.columns:
-        raise ValueError(f"group={group!r} is not in this comparison; groups: {groups}")
-    rows = result.drop(index=("FP", "FP"), errors="ignore")
-    ours = -rows[(col, "ours")].astype(float).to_numpy()
-    theirs = -rows[(col, "paper")].astype(float).to_numpy()
-    labels = [f"{m}\n{s}" for s, m in rows.index]
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(5, 1.1 * len(labels)), 3.6))
-    x = np.arange(len(labels))
-    top = np.nanmax(np.concatenate([ours, theirs, [4.5]]))
-    shade_bands(ax, top)
-    ax.bar(x - 0.2, np.nan_to_num(theirs), 0.4, label=f"paper ({result.attrs.get('paper_model')})", color="#7f8c8d")
-    ax.bar(x + 0.2, np.nan_to_num(ours), 0.4, label="ours", color="#2c7fb8")
-    ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylabel(f"{group} drop vs FP (%)")
-    ax.set_title(f"Table {result.attrs.get('table')}: {group.lower()} degradation, paper vs measured")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
 
 
 def plot_steps_x_bits(frame: pd.DataFrame, metric: Optional[str] = None, ax=None):
@@ -131,23 +99,6 @@ def plot_calibration(frame: pd.DataFrame, metric: Optional[str] = None, ax=None)
     data["variant"] = "calibration=" + data["calibration"]
     data["recipe"] = data["recipe"].map(strip_calibration)
     return plot_option_bars(data, "calibration", None, ax, "Clean vs mask-aware calibration")
-
-
-def calibration_kind(recipe: str) -> str:
-    """"clean", "mask0.5", "uniform" from a recipe's mask= option."""
-    for part in recipe.split(":")[-1].split(","):
-        if part.startswith("mask="):
-            value = part.split("=", 1)[1]
-            return "uniform" if value == "uniform" else f"mask{value}"
-    return "clean"
-
-
-def strip_calibration(recipe: str) -> str:
-    head = recipe.split(":")
-    if len(head) < 3:
-        return recipe
-    kept = [p for p in head[2].split(",") if not p.startswith("mask=")]
-    return ":".join(head[:2] + ([",".join(kept)] if kept else []))
 
 
 def plot_lowbit(frame: pd.DataFrame, axes=None):
@@ -214,7 +165,7 @@ def plot_accuracy_by_category(frame: pd.DataFrame, metric: Optional[str] = None,
 def plot_demo_drops(table: pd.DataFrame, paper_model: str = "LLaDA-8B-Instruct"):
     """Heatmaps of the drop vs FP (%) per category: ours (tiny model) beside the paper's for the same
     method and bit-width (blank where the paper has no row, e.g. RTN)."""
-    from .paper import category_drops
+    from ..paper.tables import category_drops
 
     rows = table[table["method"] != "FP"]
     cats = [c for c in ("general", "math", "code") if c in table]
@@ -252,10 +203,68 @@ def plot_steps_curve(curve: pd.DataFrame, ax=None):
     return fig
 
 
-def tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    """A readable view of store records: method/setting label, calibration, variant, task, metric, value."""
-    out = pd.DataFrame({"recipe": frame["recipe"].map(recipe_label),
-                        "calibration": frame["recipe"].map(calibration_kind), "variant": frame["variant"],
-                        "task": frame["task"], "metric": frame["metric"], "value": frame["value"],
-                        "stderr": frame["stderr"]})
-    return out.sort_values(["task", "metric", "recipe", "calibration", "variant"]).reset_index(drop=True)
+def plot_finding(frame: pd.DataFrame, key: str, paper_model: str = "LLaDA-8B-Instruct"):
+    """Grouped bars of the degradation (%) per (method, setting) and category: paper vs tiny model."""
+    from ..paper.findings import get_finding, paper_evidence, tiny_evidence
+
+    finding = get_finding(key)
+    theirs = paper_evidence(key)
+    theirs = theirs[theirs["model"] == (paper_model if key != "F7" else "Dream-7B")]
+    ours = tiny_evidence(frame, key) if frame is not None else pd.DataFrame(columns=["method", "setting", "category",
+                                                                                     "drop"])
+    cats = [c for c in finding.categories if c in set(theirs["category"]) | set(ours["category"])]
+    fig, axes = plt.subplots(1, len(cats), figsize=(4.2 * len(cats), 3.4), squeeze=False)
+    for ax, cat in zip(axes[0], cats):
+        labels = [f"{m}\n{s}" for m, s in finding.rows]
+        x = np.arange(len(labels))
+        for offset, data, name, color in ((-0.2, theirs, f"paper ({paper_model if key != 'F7' else 'Dream-7B'})",
+                                           "#7f8c8d"), (0.2, ours, "tiny model", "#2c7fb8")):
+            part = data[data["category"] == cat].set_index(["method", "setting"])["drop"]
+            values = [-part.get((m, s), np.nan) for m, s in finding.rows]
+            ax.bar(x + offset, np.nan_to_num(values), 0.4, label=name, color=color)
+        ax.axhline(1, color="green", lw=0.7, ls=":")
+        ax.axhline(4, color="red", lw=0.7, ls=":")
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_title(cat)
+        ax.set_ylabel("degradation vs FP (%)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{key}: {finding.claim}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mc_spread(frame: pd.DataFrame, ax=None):
+    """Std of the estimate across seeds vs n (log-log), with the 1/sqrt(n) slope for reference."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 3.6))
+    multi = frame[frame["tokens"] > 1]
+    for pair, part in multi.groupby("pair"):
+        ax.plot(part["n_samples"], part["std"], marker="o", alpha=0.8, label=f"pair {pair} ({part['tokens'].iloc[0]} tok)")
+    if not multi.empty:
+        n = np.array(sorted(set(multi["n_samples"])))
+        start = multi[multi["n_samples"] == n[0]]["std"].mean()
+        ax.plot(n, start / np.sqrt(n / n[0]), "k--", lw=1, label=r"$\propto 1/\sqrt{n}$")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("Monte-Carlo samples n")
+    ax.set_ylabel("std of log-likelihood estimate (nats)")
+    ax.set_title("MC likelihood: noise vs samples")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _dream_figure(frame: pd.DataFrame):
+    if (frame["task"] == "fidelity").any():
+        return plot_fidelity(frame)
+    return plot_accuracy_by_category(frame, metric=None, title="Dream W-A: accuracy per task")
+
+
+STUDY_FIGURES = {"steps_x_bits": plot_steps_x_bits, "remasking_x_bits": plot_remasking_x_bits,
+                 "calibration": plot_calibration, "lowbit": plot_lowbit, "dream_wa": _dream_figure}
+
+
+def plot_study(name: str, frame: pd.DataFrame):
+    """The figure of study `name` (dllmq.sweeps.studies) from its store records."""
+    if name not in STUDY_FIGURES:
+        raise ValueError(f"study={name!r} is unknown; allowed: {sorted(STUDY_FIGURES)}")
+    return STUDY_FIGURES[name](frame)

@@ -1,9 +1,15 @@
-"""The two ways a dLLM is scored, one item at a time (notebook 09), and the steps-vs-quality curve.
+"""Notebook 09 (evaluating dLLMs): the two ways a dLLM is scored, one item at a time, the steps-vs-quality
+curve, and how noisy the Monte-Carlo likelihood is.
 
   likelihood   multiple choice: the MC masked-diffusion ELBO of each choice; the highest wins
   generation   math / code: denoise an answer, then grade it (final number; hidden tests in a sandbox)
 
-These are what lm-eval does in bulk through `DllmqLM`; here every number is visible.
+These are what lm-eval does in bulk through `DllmqLM`; here every number is visible. A dLLM has no exact
+log p(answer | prompt): multiple-choice tasks use the ELBO estimated with n random masks (LLaDA: 128;
+MMLU: 1, exact for one-token answers). `mc_spread` re-estimates the same pairs with several seeds and
+reports, per n, the spread across seeds (it should fall like 1/sqrt(n)) and the error against the exact
+ELBO (every mask enumerated, for short answers); `decision_flips` how often a multiple-choice decision
+flips between seeds. The plots are in `dllmq.viz.results`.
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import json
 import time
 from typing import Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 SPLITS = ("general", "math", "math_fewshot", "code")
@@ -73,4 +80,52 @@ def steps_curve(model, tok, items: Sequence[dict], steps_list: Sequence[int], ge
                                     block_length=block_length)
         rows.append({"steps": steps, "tokens_per_step": gen_length / steps, "accuracy": graded["correct"].mean(),
                      "seconds": time.perf_counter() - start})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- Monte-Carlo noise
+
+SAMPLE_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def mc_spread(model, tok, pairs: Sequence[tuple], sample_counts: Sequence[int] = SAMPLE_COUNTS,
+              seeds: Sequence[int] = tuple(range(8)), exact: bool = True, max_exact_tokens: int = 8) -> pd.DataFrame:
+    """One row per (pair, n): mean and std over seeds of the MC estimate, its RMSE vs the exact ELBO.
+
+    pairs: (context, continuation) strings; continuations of 1 token are exact for every n (std 0)."""
+    from ..likelihood import encode_pair, exact_elbo, loglikelihood
+
+    rows = []
+    for i, (context, continuation) in enumerate(pairs):
+        ctx, cont = encode_pair(tok, context, continuation)
+        truth = exact_elbo(model, ctx, cont) if exact and len(cont) <= max_exact_tokens else float("nan")
+        for n in sample_counts:
+            estimates = np.array([loglikelihood(model, tok, [(context, continuation)], mc_samples=n,
+                                                batch_size=min(n, 32), seed=s)[0] for s in seeds])
+            rows.append({"pair": i, "tokens": len(cont), "n_samples": n, "mean": estimates.mean(),
+                         "std": estimates.std(ddof=1) if len(seeds) > 1 else float("nan"), "exact": truth,
+                         "rmse": float(np.sqrt(np.mean((estimates - truth) ** 2)))})
+    return pd.DataFrame(rows)
+
+
+def decision_flips(model, tok, items: Sequence[dict], sample_counts: Sequence[int] = (1, 4, 16, 64),
+                   seeds: Sequence[int] = tuple(range(4))) -> pd.DataFrame:
+    """Per n: the share of (item, seed) whose chosen answer differs from the item's majority choice at the
+    largest n, and the accuracy. items: dicts with prompt, choices, label (TinyBench general rows)."""
+    from ..likelihood import loglikelihood
+
+    choices_at = {}
+    for n in sample_counts:
+        for s in seeds:
+            for j, item in enumerate(items):
+                scores = loglikelihood(model, tok, [(item["prompt"], " " + c) for c in item["choices"]],
+                                       mc_samples=n, batch_size=min(n, 32), seed=s)
+                choices_at[(n, s, j)] = int(np.argmax(scores))
+    top = max(sample_counts)
+    reference = {j: np.bincount([choices_at[(top, s, j)] for s in seeds]).argmax() for j in range(len(items))}
+    rows = []
+    for n in sample_counts:
+        picks = [(choices_at[(n, s, j)], j) for s in seeds for j in range(len(items))]
+        rows.append({"n_samples": n, "flip_rate": float(np.mean([c != reference[j] for c, j in picks])),
+                     "accuracy": float(np.mean([c == items[j]["label"] for c, j in picks]))})
     return pd.DataFrame(rows)

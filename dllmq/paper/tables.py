@@ -260,10 +260,3 @@ def category_drops(method: str, setting: str, paper_model: str = "LLaDA-8B-Instr
         return {}
     return {"general": float(general.loc[key, "Drop"]), "math": float(mathcode.loc[key, "Math Drop"]),
             "code": float(mathcode.loc[key, "Code Drop"])}
-
-
-def compare(measured, table: int, **kwargs):
-    """Paper vs measured for Table n (see `dllmq.experiments.compare.compare`)."""
-    from .compare import compare as _compare
-
-    return _compare(measured, table, **kwargs)

@@ -2,9 +2,9 @@
 
 Task names a cell may carry:
   lm-eval paper tasks ("winogrande", "gsm8k", ...)  the paper's presets through lm-eval (eval/presets.py)
-  "tinybench" or one TinyBench task                 `dllmq.evaluate` on the tiny model (offline)
-  "tinybench-gen"                                   TinyBench generation tasks with the cell's sampler knobs
-                                                    (variant: steps, gen_length, block_length, remasking)
+  "tinybench" or one TinyBench task                 `dllmq.evaluate` on the tiny model (offline); variant
+                                                    options (steps, gen_length, block_length, remasking, ...)
+                                                    go to the sampler
   "fidelity"                                        KL / top-1 agreement vs the FP model on masked text
   "memory"                                          real low-bit storage vs fake quantization (variant: backend)
 Models and quantized models are cached, and sweeps order cells so one quantization serves all the
@@ -12,19 +12,12 @@ tasks of a (model, recipe) group.
 """
 from __future__ import annotations
 
-import copy
-import os
 import time
 from typing import Optional
 
 import torch
 
-
-def default_device() -> str:
-    """"cuda:<LOCAL_RANK>" under a data-parallel launch, "cuda" on one GPU, else "cpu"."""
-    if not torch.cuda.is_available():
-        return "cpu"
-    return f"cuda:{os.environ['LOCAL_RANK']}" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "cuda"
+from ..env import device as default_device
 
 
 class CellRunner:
@@ -63,7 +56,7 @@ class CellRunner:
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             start = time.perf_counter()
-            qmodel, report = quantize(copy.deepcopy(model), recipe, tok=tok, device=self.device)
+            qmodel, report = quantize(model, recipe, tok=tok, device=self.device)
             self._last_quant_time[key] = time.perf_counter() - start
             self._quant[key] = (qmodel, report)
         qmodel, report = self._quant[key]

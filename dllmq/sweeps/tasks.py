@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+# likelihood on a CPU: fewer Monte-Carlo samples than the paper's 128 (notebook 09 measures the variance)
+TINY_DECODING = {"mc_samples": 32, "batch_size": 32}
 DECODING_OPTIONS = ("steps", "gen_length", "block_length", "remasking", "mc_samples", "cfg_scale",
                     "temperature", "alg", "seed", "batch_size")
 
@@ -19,7 +21,7 @@ def _decoding(runner, options: dict, cell) -> dict:
     if unknown:
         raise ValueError(f"cell {cell.key}: variant options {unknown} are unknown for task {cell.task!r}; "
                          f"allowed: {DECODING_OPTIONS}")
-    from .grids import TINY_DECODING, is_tiny
+    from ..models import is_tiny
 
     defaults = TINY_DECODING if is_tiny(cell.model) and cell.task != "fidelity" else {}
     return {"seed": runner.seed, **defaults, **runner.decoding, **options}

@@ -85,7 +85,7 @@ def cmd_run(argv: list) -> int:
         runner = None
         name = Path(args.grid).stem
     else:
-        from .grids import get_preset
+        from .presets import get_preset
 
         preset = get_preset(args.preset)
         cells = preset.cells(args.model, reduced=args.reduced)
@@ -112,9 +112,8 @@ def cmd_run(argv: list) -> int:
 
 
 def cmd_list(argv: list) -> int:
-    from .grids import PRESETS, _load_studies
+    from .presets import PRESETS
 
-    _load_studies()
     for name, preset in PRESETS.items():
         print(f"{name:<18} {preset.description}")
     return 0

@@ -38,8 +38,9 @@ def reproduce(table: int, model: str, *, store: Optional[str] = None, limit=None
               shard=None, device: Optional[str] = None, paper_model: Optional[str] = None,
               progress: bool = True, show: bool = True, runner=None):
     """Run Table `table`'s cells for `model` into `store`; return (comparison DataFrame, store)."""
-    from .compare import compare
-    from .grids import get_preset, is_tiny
+    from ..models import is_tiny
+    from ..paper.compare import compare
+    from .presets import get_preset
 
     preset = get_preset(f"table{table}")
     cells = preset.cells(model, reduced=reduced)
@@ -75,9 +76,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.what == "check":
-        from . import paper
+        from ..paper import tables
 
-        print(paper.report())
+        print(tables.report())
         return 0
     if args.what == "all":
         tables = tables_for(args.model)

@@ -14,7 +14,7 @@ from typing import Optional
 
 import pandas as pd
 
-from . import paper
+from . import tables as paper
 
 METHOD_NAMES = {"rtn": "RTN", "gptq": "GPTQ", "awq": "AWQ", "smoothquant": "SmoothQuant", "quarot": "QuaRot",
                 "duquant": "DuQuant", "fp": "FP"}
@@ -35,6 +35,29 @@ def recipe_row(recipe: str) -> tuple:
     w, a, g = match.groups()
     setting = f"W{w}A{a}" + (f" g{g}" if g else "")
     return setting, METHOD_NAMES.get(method.lower(), method)
+
+
+def recipe_label(recipe: str) -> str:
+    """"gptq:w4a16g32:calib=tiny" -> "GPTQ W4A16 g32"; "fp" -> "FP"."""
+    setting, method = recipe_row(recipe)
+    return "FP" if method == "FP" else f"{method} {setting}"
+
+
+def calibration_kind(recipe: str) -> str:
+    """"clean", "mask0.5", "uniform" from a recipe's mask= option."""
+    for part in recipe.split(":")[-1].split(","):
+        if part.startswith("mask="):
+            value = part.split("=", 1)[1]
+            return "uniform" if value == "uniform" else f"mask{value}"
+    return "clean"
+
+
+def strip_calibration(recipe: str) -> str:
+    head = recipe.split(":")
+    if len(head) < 3:
+        return recipe
+    kept = [p for p in head[2].split(",") if not p.startswith("mask=")]
+    return ":".join(head[:2] + ([",".join(kept)] if kept else []))
 
 
 def paper_setting(setting: str) -> str:

@@ -1,24 +1,20 @@
 """The demo grid (`make demo`): every method at every setting it runs at, on the tiny model, on a CPU.
 
-    run_demo(out_dir="results/demo", limit=None)
-
 Weight-only methods (GPTQ, AWQ) at W4A16 and W3A16, weight-activation methods (SmoothQuant, QuaRot,
 DuQuant) at W8A8 and W4A4, RTN at all four; each evaluated on TinyBench (general: likelihood multiple
-choice, math and code: generation). Results go to a store in `out_dir` (a rerun resumes), then a
-results table (markdown + csv, accuracy per category, average, drop vs FP and the paper's band) and two
-figures are written, and the table is printed.
+choice, math and code: generation), each recipe the paper preset fitted to the model (`Recipe.paper`).
+`results_table` turns the stored records into the table of the README (accuracy per category, average,
+drop vs FP and the paper's band); `dllmq.demo.run_demo` runs the grid and writes table and figures.
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
-from .grids import Preset, recipe_for, register, tiny_default
-from .store import ResultStore
-from .sweep import grid, run_sweep
+from ..models import tiny_default
+from ..quant import Recipe
+from .sweep import grid
 
 SETTINGS = ("w4a16g128", "w3a16g128", "w8a8", "w4a4")
 METHODS = {"rtn": SETTINGS, "gptq": SETTINGS[:2], "awq": SETTINGS[:2], "smoothquant": SETTINGS[2:],
@@ -27,26 +23,27 @@ TASKS = ("tinybench",)
 CATEGORIES = ("general", "math", "code")
 
 
+DESCRIPTION = "every method x setting on the tiny model, TinyBench (the `make demo` grid)"
+
+
 def demo_recipes(model: str) -> list:
-    """FP, then each method at each of its settings (recipes adapted to the tiny model)."""
-    return ["fp"] + [recipe_for(model, m, s) for m, settings in METHODS.items() for s in settings]
+    """FP, then each method at each of its settings (recipes fitted to the model)."""
+    return ["fp"] + [str(Recipe.paper(m, s, model=model)) for m, settings in METHODS.items() for s in settings]
 
 
 def demo_cells(model: Optional[str] = None, reduced: bool = False) -> list:
     model = model or tiny_default()
     recipes = demo_recipes(model)
     if reduced:  # FP, one weight-only and one W-A recipe
-        recipes = [recipes[0], recipe_for(model, "gptq", "w4a16g128"), recipe_for(model, "duquant", "w4a4")]
+        recipes = [recipes[0], str(Recipe.paper("gptq", "w4a16g128", model=model)),
+                   str(Recipe.paper("duquant", "w4a4", model=model))]
     return grid([model], recipes, list(TASKS))
-
-
-register(Preset("demo", "every method x setting on the tiny model, TinyBench (the `make demo` grid)", demo_cells))
 
 
 def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per recipe: accuracy (%) per category, their mean, drop vs FP (%) and the paper's band."""
-    from .compare import recipe_row
-    from .paper import band
+    from ..paper.compare import recipe_row
+    from ..paper.tables import band
 
     per_cat = frame.groupby(["recipe", "category"])["value"].mean().unstack("category") * 100
     per_cat = per_cat.reindex(columns=[c for c in CATEGORIES if c in per_cat.columns])
@@ -86,35 +83,3 @@ def to_markdown(table: pd.DataFrame) -> str:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def run_demo(out_dir: str = "results/demo", limit=None, model: Optional[str] = None, reduced: bool = False,
-             progress: bool = True, runner=None) -> pd.DataFrame:
-    """Run (or resume) the demo grid; write results.{jsonl,csv,md} and figures into out_dir; print the table."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from . import figures
-    from .runner import CellRunner
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cells = demo_cells(model, reduced)
-    store = ResultStore(out / "results.jsonl")
-    start = time.perf_counter()
-    summary = run_sweep(cells, runner or CellRunner(limit=limit), store, progress=progress, desc="demo")
-    frame = store.to_frame()
-    frame = frame[frame["cell"].isin({c.id for c in cells})]
-    table = results_table(frame)
-    table.to_csv(out / "results.csv", index=False)
-    (out / "results.md").write_text(f"# dllmq demo: {cells[0].model}, TinyBench, limit={limit}\n\n" + to_markdown(table))
-    fig = figures.plot_accuracy_by_category(frame, metric=None, title=f"{cells[0].model}: TinyBench per category")
-    fig.savefig(out / "accuracy_by_category.png", dpi=120)
-    fig = figures.plot_demo_drops(table)
-    fig.savefig(out / "drops_vs_paper.png", dpi=120)
-    print(f"{summary}; total {time.perf_counter() - start:.0f} s")
-    shown = table.drop(columns=["recipe"]).round(1)
-    print(shown.to_string(index=False))
-    print(f"-> {out / 'results.md'}, {out / 'results.csv'}, {out / 'accuracy_by_category.png'}, "
-          f"{out / 'drops_vs_paper.png'}")
-    return table

@@ -3,18 +3,16 @@ rests on, the paper's drops for them, and the same drops measured on the tiny mo
 
     paper_evidence("F3")             the paper's drops (Base and Instruct) behind "GPTQ beats AWQ"
     tiny_evidence(frame, "F3")       the same (method, setting, category) drops from a TinyBench store
-    plot_finding(frame, "F3")        both, side by side
+    dllmq.viz.results.plot_finding(frame, "F3")   both, side by side
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from .compare import recipe_row
-from .paper import category_drops
+from .tables import category_drops
 
 WO = ("W4A16", "W3A16")
 WA = ("W8A8", "W4A4")
@@ -55,7 +53,7 @@ def get_finding(key: str) -> Finding:
 
 def paper_evidence(key: str) -> pd.DataFrame:
     """The paper's drop (%) per (model, method, setting, category) behind finding `key`."""
-    from . import paper
+    from . import tables as paper
 
     finding = get_finding(key)
     rows = []
@@ -97,31 +95,3 @@ def tiny_evidence(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     keep = [(m, s) in set(finding.rows) and c in finding.categories
             for m, s, c in zip(drops["method"], drops["setting"], drops["category"])]
     return drops[keep].reset_index(drop=True)
-
-
-def plot_finding(frame: pd.DataFrame, key: str, paper_model: str = "LLaDA-8B-Instruct"):
-    """Grouped bars of the degradation (%) per (method, setting) and category: paper vs tiny model."""
-    finding = get_finding(key)
-    theirs = paper_evidence(key)
-    theirs = theirs[theirs["model"] == (paper_model if key != "F7" else "Dream-7B")]
-    ours = tiny_evidence(frame, key) if frame is not None else pd.DataFrame(columns=["method", "setting", "category",
-                                                                                     "drop"])
-    cats = [c for c in finding.categories if c in set(theirs["category"]) | set(ours["category"])]
-    fig, axes = plt.subplots(1, len(cats), figsize=(4.2 * len(cats), 3.4), squeeze=False)
-    for ax, cat in zip(axes[0], cats):
-        labels = [f"{m}\n{s}" for m, s in finding.rows]
-        x = np.arange(len(labels))
-        for offset, data, name, color in ((-0.2, theirs, f"paper ({paper_model if key != 'F7' else 'Dream-7B'})",
-                                           "#7f8c8d"), (0.2, ours, "tiny model", "#2c7fb8")):
-            part = data[data["category"] == cat].set_index(["method", "setting"])["drop"]
-            values = [-part.get((m, s), np.nan) for m, s in finding.rows]
-            ax.bar(x + offset, np.nan_to_num(values), 0.4, label=name, color=color)
-        ax.axhline(1, color="green", lw=0.7, ls=":")
-        ax.axhline(4, color="red", lw=0.7, ls=":")
-        ax.set_xticks(x, labels, fontsize=7)
-        ax.set_title(cat)
-        ax.set_ylabel("degradation vs FP (%)")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{key}: {finding.claim}", fontsize=9)
-    fig.tight_layout()
-    return fig

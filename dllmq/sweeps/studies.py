@@ -8,15 +8,16 @@
   dream_wa          weight-activation quantization of Dream (the paper ran it on LLaDA only)
 
 With a tiny model each runs on a CPU in minutes (TinyBench; `fidelity` for the random Dream); with a
-hub id it builds the GPU grid of the same question. `STUDIES[name].figure` draws it from a store.
+hub id it builds the GPU grid of the same question. `dllmq.viz.results.plot_study(name, frame)` draws it
+from a store.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-from . import figures
-from .grids import Preset, is_tiny, recipe_for, register
+from ..models import is_tiny
+from ..quant import Recipe
 from .sweep import grid
 
 STEPS_TINY = (4, 8, 16, 32)  # TinyBench math: gen length 32, blocks of 8
@@ -27,6 +28,11 @@ LOWBIT_FP = ("fp32", "bf16", "nf4", "int8")
 LOWBIT_Q = ("fake", "packed", "packed-cached")
 WA_ROWS = (("smoothquant", "w8a8"), ("quarot", "w8a8"), ("duquant", "w8a8"),
            ("smoothquant", "w4a4"), ("quarot", "w4a4"), ("duquant", "w4a4"))
+
+
+def recipe_for(model: str, method: str, setting: str, **calib) -> str:
+    """The paper preset of `method` at `setting` fitted to `model`, calibration fields overridden by `calib`."""
+    return str(Recipe.paper(method, setting, model=model, calib=calib or None))
 
 
 def _weight_only(model: str, reduced: bool) -> list:
@@ -95,47 +101,38 @@ def dream_wa(model: str, reduced: bool = False) -> list:
 
 @dataclass(frozen=True)
 class Study:
-    preset: Preset
-    figure: Callable  # (store frame) -> matplotlib Figure
+    """One open question of the paper as a grid: `build(model, reduced) -> cells`."""
+
+    name: str
+    build: Callable
     question: str
 
 
-def _study(name: str, build: Callable, figure: Callable, question: str) -> Study:
-    return Study(register(Preset(name, question, build)), figure, question)
-
-
-STUDIES = {
-    "steps_x_bits": _study("steps_x_bits", steps_x_bits, figures.plot_steps_x_bits,
-                           "do fewer diffusion steps hurt a quantized model more?"),
-    "remasking_x_bits": _study("remasking_x_bits", remasking_x_bits, figures.plot_remasking_x_bits,
-                               "does random remasking change what quantization costs?"),
-    "calibration": _study("calibration", calibration, figures.plot_calibration,
-                          "does calibrating on masked inputs (what a dLLM sees) help?"),
-    "lowbit": _study("lowbit", lowbit, figures.plot_lowbit,
-                     "what do real low-bit formats save in memory and cost in speed?"),
-    "dream_wa": _study("dream_wa", dream_wa, lambda frame: _dream_figure(frame),
-                       "do the W-A findings carry over to Dream?"),
-}
-
-
-def _dream_figure(frame):
-    if (frame["task"] == "fidelity").any():
-        return figures.plot_fidelity(frame)
-    return figures.plot_accuracy_by_category(frame, metric=None, title="Dream W-A: accuracy per task")
+STUDIES = {study.name: study for study in (
+    Study("steps_x_bits", steps_x_bits, "do fewer diffusion steps hurt a quantized model more?"),
+    Study("remasking_x_bits", remasking_x_bits, "does random remasking change what quantization costs?"),
+    Study("calibration", calibration, "does calibrating on masked inputs (what a dLLM sees) help?"),
+    Study("lowbit", lowbit, "what do real low-bit formats save in memory and cost in speed?"),
+    Study("dream_wa", dream_wa, "do the W-A findings carry over to Dream?"),
+)}
 
 
 def run_study(name: str, model: str = "tiny", store: str = "results/studies.jsonl", limit=None,
-              reduced: bool = False, progress: bool = True, runner=None) -> tuple:
-    """Run (or resume) study `name` into `store`; return (its records as a DataFrame, its figure)."""
+              reduced: bool = False, progress: bool = True, runner=None):
+    """Run (or resume) study `name` into `store`; return its records as a DataFrame (draw them with
+    `dllmq.viz.results.plot_study(name, frame)`)."""
     from .runner import CellRunner
     from .store import ResultStore
     from .sweep import run_sweep
 
     if name not in STUDIES:
         raise ValueError(f"study={name!r} is unknown; allowed: {sorted(STUDIES)}")
-    study = STUDIES[name]
-    cells = study.preset.cells(model, reduced=reduced)
+    if model == "tiny":
+        from ..models import tiny_default
+
+        model = tiny_default()
+    cells = STUDIES[name].build(model, reduced)
     run_sweep(cells, runner or CellRunner(limit=limit), store, progress=progress, desc=name)
     frame = ResultStore(store).to_frame()
     frame = frame[frame["cell"].isin({c.id for c in cells})].reset_index(drop=True)
-    return frame, study.figure(frame)
+    return frame

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TEST_ENV := DLLMQ_SMOKE=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test test-fast figures bench strip clean
+.PHONY: setup demo test test-fast test-browser figures bench strip clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,19 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
-	$(TEST_ENV) $(PY) -m pytest -q tests --nbmake notebooks --nbmake-timeout=900
+	$(TEST_ENV) $(PY) -m pytest -q tests --nbmake notebooks --nbmake-timeout=900 -m "not browser"
+
+# The live lab in a real browser (JupyterLab 4 + headless Chromium); needs the Debian packages chromium and
+# chromium-driver (`.ci/run` installs them). Writes the README's screenshot of the live panel.
+$(VENV)/.browser: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[browser]"
+	touch $@
+
+test-browser: $(VENV)/.browser
+	DLLMQ_SCREENSHOT=figures/live_panel_nb01.png $(TEST_ENV) $(PY) -m pytest -q -m browser tests/test_browser.py
 
 test-fast: setup
-	$(TEST_ENV) $(PY) -m pytest -q tests -m "not slow"
+	$(TEST_ENV) $(PY) -m pytest -q tests -m "not slow and not browser"
 
 figures: setup
 	$(PY) -m dllmq figures --model tiny

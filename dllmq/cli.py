@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -23,6 +24,9 @@ COMMANDS = {
 }
 
 
+QUIET_COMMANDS = ("demo", "eval", "sweep", "reproduce")  # one progress bar and the tables; --verbose: all output
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -32,6 +36,12 @@ def main(argv=None) -> int:
     if name not in COMMANDS:
         print(f"dllmq: unknown command {name!r}; allowed: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    if name in QUIET_COMMANDS and "--verbose" not in rest:
+        os.environ["TQDM_DISABLE"] = "1"  # before torch imports tqdm: tqdm reads its defaults at import
+        from .env import quiet_libraries
+
+        quiet_libraries()
+        rest = [a for a in rest if a != "--verbose"] if name != "demo" else rest
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 

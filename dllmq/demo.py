@@ -77,7 +77,12 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", dest="grid", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old commands
     ap.add_argument("--limit", type=int, default=None, help="TinyBench items per task (default: all)")
     ap.add_argument("--out", default="results/demo", help="where the grid writes its store, table and figures")
+    ap.add_argument("--verbose", action="store_true", help="keep the libraries' own progress bars and logs")
     args = ap.parse_args(argv)
+    if not args.verbose:
+        from .env import quiet_libraries
+
+        quiet_libraries()
     t0 = time.time()
     model, tok = load_model(args.model, device="cpu")
     print(f"== 1. denoising on {args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)")
@@ -85,7 +90,7 @@ def main(argv=None) -> int:
     if not args.no_eval:
         from .eval import evaluate, category_summary
         print("== 2. full-precision TinyBench")
-        table = evaluate(model, tok, tasks=["tinybench"], limit=args.limit)
+        table = evaluate(model, tok, tasks=["tinybench"], limit=args.limit, progress=args.verbose)
         print(category_summary(table).to_string(index=False), "\n")
     if args.grid:
         print("== 3. every method x setting on TinyBench (resumable store in", args.out + ")")

@@ -44,3 +44,32 @@ def check_env(verbose: bool = True) -> dict:
         for key, value in facts.items():
             print(f"{key:>16}: {'MISSING' if value is None else value}")
     return facts
+
+
+def quiet_libraries() -> None:
+    """Silence the progress output of the libraries underneath (datasets' "Generating split" lines,
+    transformers' weight-loading bars, lm-eval's per-document bars and INFO logs), so a command shows only
+    its own progress bar and its tables. The kit's own bars pass `disable=` explicitly, which tqdm's
+    TQDM_DISABLE default does not override (tqdm reads TQDM_DISABLE when it is first imported, so the `dllmq`
+    command sets it before importing anything). Commands call this unless --verbose is given."""
+    import logging
+
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    for name in ("lm-eval", "lm_eval", "datasets", "transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a core dependency
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:  # datasets comes with the eval extra
+        pass

@@ -22,9 +22,11 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m dllmq demo
 
+# A notebook kernel here has occasionally sat idle while nbclient waited for it (a lost message, seen with
+# other jobs on the machine); such a notebook times out after 300 s (smoke runs take < 30 s) and runs once more.
 test: setup
 	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
-	$(TEST_ENV) $(PY) -m pytest -q tests --nbmake notebooks --nbmake-timeout=900 -m "not browser"
+	$(TEST_ENV) $(PY) -m pytest -q tests --nbmake notebooks --nbmake-timeout=300 --reruns 1 --only-rerun "timed out" -m "not browser"
 
 # The live lab in a real browser (JupyterLab 4 + headless Chromium); needs the Debian packages chromium and
 # chromium-driver (`.ci/run` installs them). Writes the README's screenshot of the live panel.

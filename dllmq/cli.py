@@ -21,6 +21,7 @@ COMMANDS = {
     "sweep": ("dllmq.sweeps.cli", "run a resumable sweep preset into a results store"),
     "figures": ("dllmq.viz.figures", "write the activation-outlier figures"),
     "train-tiny": ("dllmq.tiny.train", "train the embedded tiny dLLM"),
+    "assignments": ("dllmq.exercises.assignments", "build the student edition of the notebooks, grade submissions"),
 }
 
 

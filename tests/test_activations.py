@@ -386,7 +386,7 @@ def test_exercise_checkers_accept_solutions_and_reject_mistakes(tiny_llada):
         return torch.round(x / s) * s
 
     with pytest.raises(AssertionError, match="scale"):
-        ex.check_fake_quant(symmetric)
+        ex.check_fake_quant(symmetric).assert_passed()
 
     def is_massive(x):
         a = x.abs()
@@ -394,13 +394,13 @@ def test_exercise_checkers_accept_solutions_and_reject_mistakes(tiny_llada):
 
     assert "correct" in ex.check_is_massive(is_massive)
     with pytest.raises(AssertionError, match="1000"):
-        ex.check_is_massive(lambda x: bool(x.abs().max() >= 100))
+        ex.check_is_massive(lambda x: bool(x.abs().max() >= 100)).assert_passed()
     model, _ = tiny_llada
     stats = collect_activations(model, torch.randint(4, 100, (2, 16)), roles=("down",), progress=False)
     best = int(stats.frame().sort_values("absmax").iloc[-1]["layer"])
     assert "correct" in ex.check_massive_layer(best, stats)
     with pytest.raises(AssertionError, match="absmax"):
-        ex.check_massive_layer(1 - best, stats)
+        ex.check_massive_layer(1 - best, stats).assert_passed()
 
 
 def test_streaming_token_error_equals_the_one_quantizer():

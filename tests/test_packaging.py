@@ -46,7 +46,7 @@ def test_notebooks_are_stripped_and_start_with_a_parameters_cell():
         first = code[0]
         assert "parameters" in first["metadata"].get("tags", []), path.name
         src = "".join(first["source"])
-        assert "SMOKE" in src and "google.colab" in src and "MODEL" in src, path.name
+        assert "SMOKE" in src and "DLLMQ_SOURCE" in src and "MODEL" in src, path.name
         assert "colab-badge" in "".join(nb["cells"][0]["source"]), path.name
 
 

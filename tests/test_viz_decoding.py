@@ -57,7 +57,7 @@ def test_exercise_checkers_accept_solutions_and_reject_mistakes():
     from dllmq.decoding import unmask_quota
     assert "correct" in check_quota(unmask_quota)
     with pytest.raises(AssertionError, match="FIRST"):
-        check_quota(lambda n, s: [n // s + (1 if j >= s - n % s else 0) for j in range(s)])
+        check_quota(lambda n, s: [n // s + (1 if j >= s - n % s else 0) for j in range(s)]).assert_passed()
     assert "correct" in check_select(lambda c, m, k: c.masked_fill(~m, -1e9).topk(k).indices)
     with pytest.raises(AssertionError):
-        check_select(lambda c, m, k: c.topk(k).indices)
+        check_select(lambda c, m, k: c.topk(k).indices).assert_passed()

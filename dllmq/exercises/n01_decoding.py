@@ -1,11 +1,13 @@
-"""Checkers for notebook 01 (denoising decoding). Each raises AssertionError with a hint when wrong."""
+"""Checkers for notebook 01 (denoising decoding). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 import torch
 
 from ..decoding import unmask_quota
+from .scoring import scored
 
 
+@scored("nb01_ex1", points=2)
 def check_quota(student_quota) -> str:
     """Exercise 1: `student_quota(n_masked, steps) -> list[int]` must match LLaDA's per-step schedule."""
     for n, s in [(10, 4), (32, 8), (7, 7), (17, 5), (64, 3), (1, 1)]:
@@ -18,6 +20,7 @@ def check_quota(student_quota) -> str:
     return "correct: the remainder goes to the earliest steps"
 
 
+@scored("nb01_ex2", points=2)
 def check_select(student_select) -> str:
     """Exercise 2: `student_select(confidence, is_masked, k) -> LongTensor of k positions` (one row)."""
     g = torch.Generator().manual_seed(0)

@@ -1,11 +1,13 @@
-"""Checkers for notebook 02 (activation outliers). Each raises AssertionError with a hint when wrong."""
+"""Checkers for notebook 02 (activation outliers). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 import torch
 
 from ..activations.token_quant import fake_quant_per_token
+from .scoring import scored
 
 
+@scored("nb02_ex1", points=2)
 def check_fake_quant(student_fq) -> str:
     """Exercise 1: `student_fq(x, bits)` = asymmetric per-token round-to-nearest fake quantization."""
     g = torch.Generator().manual_seed(0)
@@ -18,6 +20,9 @@ def check_fake_quant(student_fq) -> str:
             assert tuple(got.shape) == tuple(x.shape), f"the output must keep the shape {tuple(x.shape)}"
             want = fake_quant_per_token(x, bits)
             if not torch.allclose(got.float(), want, atol=1e-4, rtol=1e-4):
+                if torch.allclose(got.float(), fake_quant_per_token(x.T, bits).T, atol=1e-4, rtol=1e-4):
+                    raise AssertionError("you quantized each COLUMN (channel) with its own scale: quantize each "
+                                         "ROW (token), i.e. reduce min/max over the last dimension")
                 levels = int(torch.unique(got[0]).numel())
                 assert levels <= 2 ** bits, (f"a row has {levels} distinct values; {bits} bits allow at most "
                                              f"{2 ** bits}: quantize each ROW (token) with its own scale")
@@ -28,6 +33,7 @@ def check_fake_quant(student_fq) -> str:
     return "correct: one scale and zero point per token, the range always contains 0"
 
 
+@scored("nb02_ex2", points=2)
 def check_is_massive(student_is_massive) -> str:
     """Exercise 2: `student_is_massive(x) -> bool`: does x hold a massive activation (Sun et al. 2024)?"""
     g = torch.Generator().manual_seed(1)
@@ -45,6 +51,7 @@ def check_is_massive(student_is_massive) -> str:
     return "correct: both conditions (absolute >= 100 and relative >= 1000x the median) are needed"
 
 
+@scored("nb02_ex3", points=1)
 def check_massive_layer(answer_layer: int, stats) -> str:
     """Exercise 3: the block whose down-projection input holds the largest activation in `stats`."""
     frame = stats.frame()

@@ -1,11 +1,13 @@
-"""Checkers for notebook 03 (quantization basics). Each raises AssertionError with a hint when wrong."""
+"""Checkers for notebook 03 (quantization basics). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 import torch
 
 from ..quant.quantizer import QuantSpec, compute_qparams, fake_quantize
+from .scoring import scored
 
 
+@scored("nb03_ex1", points=2)
 def check_asym_params(student_params) -> str:
     """Exercise 1: `student_params(x, bits) -> (scale, zero)` for one row x, the paper's Eq. 1."""
     g = torch.Generator().manual_seed(0)
@@ -25,6 +27,7 @@ def check_asym_params(student_params) -> str:
     return "correct: the grid spans [min, max] with 2^bits levels, z maps min(x) to level 0"
 
 
+@scored("nb03_ex2", points=2)
 def check_group_fake_quant(student_fq) -> str:
     """Exercise 2: `student_fq(w, bits, group_size)` = asymmetric fake quantization per group of columns."""
     g = torch.Generator().manual_seed(1)
@@ -43,6 +46,7 @@ def check_group_fake_quant(student_fq) -> str:
     return "correct: small groups adapt the scale to local ranges, so one outlier only hurts its own group"
 
 
+@scored("nb03_ex3", points=1)
 def check_outlier_answer(answer: str, sweep) -> str:
     """Exercise 3: which granularity keeps the other weights accurate when one outlier grows?"""
     last = sweep[sweep["outlier_x_max"] == sweep["outlier_x_max"].max()]

@@ -1,12 +1,14 @@
-"""Checkers for notebook 04 (GPTQ). Each raises AssertionError with a hint when wrong."""
+"""Checkers for notebook 04 (GPTQ). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 import torch
 
 from ..quant.gptq import damped_inverse_cholesky
 from ..quant.quantizer import QuantSpec, fake_quantize
+from .scoring import scored
 
 
+@scored("nb04_ex1", points=2)
 def check_hessian(student_hessian) -> str:
     """Exercise 1: `student_hessian(x) -> H` with x (tokens, in): H = 2/N X^T X (N = number of tokens)."""
     g = torch.Generator().manual_seed(0)
@@ -24,6 +26,7 @@ def check_hessian(student_hessian) -> str:
     return "correct: H is the (scaled) second moment of the layer's inputs"
 
 
+@scored("nb04_ex2", points=2)
 def check_column_step(student_step) -> str:
     """Exercise 2: `student_step(W, Hinv, i, spec) -> W` quantizes column i and spreads its error over the
     columns to its right: err = (w_i - q_i) / Hinv[i, i];  W[:, i:] -= err (outer) Hinv[i, i:].

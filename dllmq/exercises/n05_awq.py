@@ -1,9 +1,12 @@
-"""Checkers for notebook 05 (AWQ). Each raises AssertionError with a hint when wrong."""
+"""Checkers for notebook 05 (AWQ). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 import torch
 
+from .scoring import scored
 
+
+@scored("nb05_ex1", points=2)
 def check_awq_scale(student_scale) -> str:
     """Exercise 1: `student_scale(x_mean, ratio) -> s`: s = x_mean^ratio (clamped >= 1e-4), then divided by
     sqrt(max(s) * min(s))."""
@@ -11,6 +14,7 @@ def check_awq_scale(student_scale) -> str:
     for _ in range(3):
         x_mean = torch.rand(32, generator=g) * 3 + 0.01
         x_mean[4] = 40.0
+        x_mean[7] = 0.0  # a dead channel: 0 ** ratio = 0 without the clamp
         for ratio in (0.0, 0.25, 0.5, 0.95):
             s = student_scale(x_mean.clone(), ratio)
             raw = x_mean.pow(ratio).clamp(min=1e-4)
@@ -23,6 +27,7 @@ def check_awq_scale(student_scale) -> str:
     return "correct: ratio 0 gives s = 1 (plain RTN), larger ratios protect the channels with large |x|"
 
 
+@scored("nb05_ex2", points=2)
 def check_fold(student_fold) -> str:
     """Exercise 2: `student_fold(norm_weight, W, s) -> (new_norm_weight, new_W)` folds s so that
     norm(x) @ W^T is unchanged: the norm output is divided by s, the weight columns multiplied by s."""

@@ -1,9 +1,10 @@
-"""Checkers for notebook 06 (SmoothQuant). Each raises AssertionError with a hint when wrong."""
+"""Checkers for notebook 06 (SmoothQuant). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 import torch
 
 from ..quant.smoothquant import smoothing_scales
+from .scoring import scored
 
 
 def _cases():
@@ -13,6 +14,7 @@ def _cases():
     return [(a, torch.randn(8, 16, generator=g), alpha) for alpha in (0.0, 0.5, 0.85, 1.0)]
 
 
+@scored("nb06_ex1", points=2)
 def check_smoothing_scales(student_scales) -> str:
     """Exercise 1: `student_scales(act_absmax, W, alpha)` = s_j = max|X_j|^α / max_i |W_ij|^(1−α)."""
     for a, W, alpha in _cases():
@@ -25,6 +27,7 @@ def check_smoothing_scales(student_scales) -> str:
     return "correct: alpha = 1 moves all the range into the weights, alpha = 0 all of it into the activations"
 
 
+@scored("nb06_ex2", points=2)
 def check_fold(student_fold) -> str:
     """Exercise 2: `student_fold(gamma, W, s) -> (gamma2, W2)` so that RMSNorm_γ2(x) W2ᵀ = RMSNorm_γ(x) Wᵀ and the
     norm's output is divided by s."""
@@ -39,6 +42,7 @@ def check_fold(student_fold) -> str:
     return "correct: Y = (X / s)(W diag(s))ᵀ, and the division costs nothing at run time (it lives in γ)"
 
 
+@scored("nb06_ex3", points=1)
 def check_best_alpha(answer: float, table) -> str:
     """Exercise 3: the α of `table` (alpha_sweep output) with the smallest output error."""
     want = float(table.loc[table["output_error"].idxmin(), "alpha"])

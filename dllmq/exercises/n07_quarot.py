@@ -1,4 +1,4 @@
-"""Checkers for notebook 07 (QuaRot). Each raises AssertionError with a hint when wrong."""
+"""Checkers for notebook 07 (QuaRot). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,10 @@ import math
 import torch
 
 from ..quant.hadamard import sylvester_hadamard
+from .scoring import scored
 
 
+@scored("nb07_ex1", points=2)
 def check_sylvester(student_hadamard) -> str:
     """Exercise 1: `student_hadamard(n)` = the ±1 Sylvester matrix of order n (a power of two)."""
     for n in (1, 2, 4, 8, 32):
@@ -21,6 +23,7 @@ def check_sylvester(student_hadamard) -> str:
     return "correct: H_{2n} = [[H, H], [H, -H]], so H Hᵀ = n I and H/√n is a rotation"
 
 
+@scored("nb07_ex2", points=2)
 def check_spread(student_spread) -> str:
     """Exercise 2: `student_spread(a, n)` = |entry| of H/√n applied to a one-hot vector a·e_j."""
     for a, n in ((100.0, 1024), (7.0, 16), (2500.0, 4096)):
@@ -31,6 +34,7 @@ def check_spread(student_spread) -> str:
     return "correct: a massive value a is cut to a/√n on every channel (÷64 for n = 4096)"
 
 
+@scored("nb07_ex3", points=2)
 def check_rotate_linear(student_rotate) -> str:
     """Exercise 3: `student_rotate(W, Q) -> W2` such that (x Q) W2ᵀ = x Wᵀ for orthogonal Q."""
     g = torch.Generator().manual_seed(2)

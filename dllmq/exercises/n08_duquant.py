@@ -1,11 +1,13 @@
-"""Checkers for notebook 08 (DuQuant). Each raises AssertionError with a hint when wrong."""
+"""Checkers for notebook 08 (DuQuant). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 import torch
 
 from ..quant.duquant import zigzag_permutation
+from .scoring import scored
 
 
+@scored("nb08_ex1", points=2)
 def check_zigzag(student_zigzag) -> str:
     """Exercise 1: `student_zigzag(channel_absmax, block_size) -> perm` (DuQuant's zigzag permutation)."""
     g = torch.Generator().manual_seed(3)
@@ -22,6 +24,7 @@ def check_zigzag(student_zigzag) -> str:
     return "correct: every block gets one of the largest channels, then one of the next, ... (balanced blocks)"
 
 
+@scored("nb08_ex2", points=2)
 def check_first_channel(student_channel) -> str:
     """Exercise 2: `student_channel(x, block_size)` = the channel (within a block) the first greedy step
     rotates with the paper's channel index: the column of the largest |x| in the [-1, b] view."""
@@ -35,6 +38,7 @@ def check_first_channel(student_channel) -> str:
     return "correct: that channel is rotated onto the flat direction (1/√b, ..., 1/√b) first"
 
 
+@scored("nb08_ex3", points=2)
 def check_fold_transform(student_fold) -> str:
     """Exercise 3: `student_fold(W, T) -> W2` such that (x T) W2ᵀ = x Wᵀ for DuQuant's orthogonal T."""
     g = torch.Generator().manual_seed(5)

@@ -1,7 +1,9 @@
-"""Checkers for notebook 09 (evaluating dLLMs). Each raises AssertionError with a hint when wrong."""
+"""Checkers for notebook 09 (evaluating dLLMs). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 import math
+
+from .scoring import scored
 
 
 def likelihood_forwards(n_choices: int, answer_tokens: int, mc_samples: int, batch_size: int) -> int:
@@ -11,6 +13,7 @@ def likelihood_forwards(n_choices: int, answer_tokens: int, mc_samples: int, bat
     return n_choices * per_choice
 
 
+@scored("nb09_ex1", points=2)
 def check_forward_count(student_fn) -> str:
     """Exercise 1: `student_fn(n_choices, answer_tokens, mc_samples, batch_size) -> int`."""
     cases = [(4, 3, 128, 32), (2, 5, 128, 8), (4, 1, 128, 32), (4, 1, 1, 1), (3, 2, 64, 64), (5, 7, 100, 32)]
@@ -23,6 +26,7 @@ def check_forward_count(student_fn) -> str:
     return "correct: this is why the paper can afford MMLU (one-token answers) with a single sample"
 
 
+@scored("nb09_ex2", points=1)
 def check_mc_samples_for_mmlu(answer: int) -> str:
     """Exercise 2: how many MC samples does MMLU need for an exact likelihood? (its answers are ' A'..' D')"""
     assert answer == 1, (f"{answer} samples: MMLU's answers are single tokens; with L = 1 the only possible mask is "
@@ -30,6 +34,7 @@ def check_mc_samples_for_mmlu(answer: int) -> str:
     return "correct: the paper uses 1 MC sample for MMLU and 128 for the other general tasks"
 
 
+@scored("nb09_ex3", points=2)
 def check_tokens_per_step(student_fn) -> str:
     """Exercise 3: `student_fn(gen_length, steps) -> float`, tokens committed per denoising step on average."""
     for gen_length, steps in [(256, 256), (256, 64), (512, 128), (32, 8), (10, 4)]:

@@ -1,11 +1,13 @@
-"""Checkers for notebook 10 (reproduce the paper's findings). Each raises AssertionError with a hint."""
+"""Checkers for notebook 10 (reproduce the paper's findings). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 import math
 
 from .. import paper
+from .scoring import scored
 
 
+@scored("nb10_ex1", points=2)
 def check_drop(student_drop) -> str:
     """Exercise 1: `student_drop(avg, fp_avg) -> float`, the relative change in percent (negative = worse)."""
     for avg, fp in [(65.3, 65.5), (66.0, 65.7), (41.1, 65.5), (0.0, 36.2), (45.7, 45.5)]:
@@ -16,6 +18,7 @@ def check_drop(student_drop) -> str:
     return "correct: e.g. Table 2's SmoothQuant W4A4 41.1 vs 65.5 is a 37.3% drop"
 
 
+@scored("nb10_ex2", points=1)
 def check_awq_misprint(recomputed_drop: float) -> str:
     """Exercise 2: recompute Table 1's LLaDA-8B-Instruct W4A16 AWQ drop from its five averaged scores."""
     row = paper.check(1).query("model == 'LLaDA-8B-Instruct' and method == 'AWQ' and setting == 'W4A16 g128' "
@@ -27,6 +30,7 @@ def check_awq_misprint(recomputed_drop: float) -> str:
             "AWQ W4 on Instruct is a moderate, not negligible, drop")
 
 
+@scored("nb10_ex3", points=2)
 def check_band(student_band) -> str:
     """Exercise 3: `student_band(drop_pct) -> str`, the paper's scale for a drop (negative = worse)."""
     for drop in (0.3, -0.2, -0.99, -1.0, -2.5, -4.0, -4.01, -37.3, 0.0):

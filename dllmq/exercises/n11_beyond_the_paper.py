@@ -1,9 +1,11 @@
-"""Checkers for notebook 11 (beyond the paper). Each raises AssertionError with a hint when wrong."""
+"""Checkers for notebook 11 (beyond the paper). Each returns a scored CheckResult (scoring.py)."""
 from __future__ import annotations
 
 from ..sweeps.sweep import Cell
+from .scoring import scored
 
 
+@scored("nb11_ex1", points=1)
 def check_sweep_cells(cells, model: str, recipes: list, task: str) -> str:
     """Exercise 1: a sweep of `recipes` x remasking in {low_confidence, random} on `task` for `model`,
     built with `dllmq.sweeps.grid` (one variant dict per remasking strategy)."""
@@ -20,10 +22,11 @@ def check_sweep_cells(cells, model: str, recipes: list, task: str) -> str:
     return f"correct: {len(cells)} cells; run_sweep skips any that the store already holds"
 
 
+@scored("nb11_ex2", points=1)
 def check_memory_ratio(ratio: float, bits: int = 4, group_size: int = 128) -> str:
     """Exercise 2: the weight memory of packed int4 (g128, fp16 scales, 8-bit zeros) over FP32."""
     want = (bits / 8 + (2 + 1) / group_size) / 4  # bytes per weight: codes + a scale and a zero per group, vs 4
-    assert abs(ratio - want) < 0.01, (f"got {ratio:.3f}, expected about {want:.3f}: each weight costs {bits} bits = "
+    assert abs(ratio - want) < 5e-4, (f"got {ratio:.4f}, expected about {want:.4f}: each weight costs {bits} bits = "
                                       f"{bits / 8} byte, plus a 2-byte scale and a 1-byte zero shared by {group_size} "
                                       "weights; FP32 costs 4 bytes")
     return f"correct: about {1 / want:.1f}x smaller than FP32 (and {2 / (bits / 8 + 3 / group_size):.1f}x vs BF16)"

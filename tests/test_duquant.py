@@ -145,3 +145,35 @@ def test_save_and_load_round_trip(tiny_llada, tmp_path):
     loaded, _, recipe = load_quantized(tmp_path)
     assert recipe.startswith("duquant:w4a4")
     assert torch.equal(_logits(qmodel, _ids(seed=3)), _logits(loaded, _ids(seed=3)))
+
+
+@pytest.fixture(scope="module")
+def smollm2_setup(smollm2):
+    from dllmq.calibration import get_calibration, load_text
+
+    model, tok = smollm2
+    calib = get_calibration("text", tok, n_samples=4, seq_len=128, seed=0)
+    ids = tok(load_text("test"), return_tensors="pt", add_special_tokens=False).input_ids[0][:256].view(2, 128)
+    return model, calib, ids, _logits(model, ids).float()
+
+
+def _smollm2_error(setup, method, setting, fields=None, **knobs):
+    model, calib, ids, ref = setup
+    recipe = Recipe.paper(method, setting, model=model, **knobs)
+    qmodel, _ = quantize(model, recipe.with_(**(fields or {})), calib)
+    return relative_l2_error(ref, _logits(qmodel, ids).float())
+
+
+@pytest.mark.slow
+def test_duquant_w8a8_vs_rtn_w8a8_on_smollm2(smollm2_setup):
+    """DuQuant's transforms beat RTN at W8A8; the preset loses to RTN only through the clip ratios it shares with
+    the reference scripts (weights 0.8, activations 0.9, tuned for 4 bits): RTN with the same clips loses too."""
+    fast = dict(rotation_steps=16)
+    rtn = _smollm2_error(smollm2_setup, "rtn", "w8a8")
+    preset = _smollm2_error(smollm2_setup, "duquant", "w8a8", **fast)
+    unclipped = _smollm2_error(smollm2_setup, "duquant", "w8a8", {"w_clip": 1.0, "a_clip": 1.0}, **fast)
+    rtn_clipped = _smollm2_error(smollm2_setup, "rtn", "w8a8", {"w_clip": 0.8, "a_clip": 0.9, "q_bits": 8, "kv_bits": 8})
+    print({"rtn": rtn, "duquant": preset, "duquant_unclipped": unclipped, "rtn_with_duquant_clips": rtn_clipped})
+    assert unclipped < rtn
+    assert preset > rtn and rtn_clipped > rtn
+    assert preset < rtn_clipped

@@ -72,16 +72,16 @@ def test_alpha_half_balances_activation_and_weight_ranges(tiny_llada):
 
 
 def test_recipe_knobs():
-    r = Recipe.parse("smoothquant:w8a8:variant=official,alpha=0.85")
-    assert r.knob("variant") == "official" and r.knob("alpha") == 0.85
+    r = Recipe.parse("smoothquant:w8a8:smoothing=official,alpha=0.85")
+    assert r.knob("smoothing") == "official" and r.knob("alpha") == 0.85
     p = Recipe.paper("smoothquant", "w4a4")
     assert (p.knob("alpha"), p.w_sym, p.a_sym, p.q_bits, p.kv_bits) == (0.5, False, False, 4, 4)
 
 
 def test_unknown_variant_is_an_error(tiny_llada):
     model, _ = tiny_llada
-    with pytest.raises(ValueError, match="variant"):
-        quantize(model, Recipe.parse("smoothquant:w8a8:variant=both"), _ids())
+    with pytest.raises(ValueError, match="smoothing"):
+        quantize(model, Recipe.parse("smoothquant:w8a8:smoothing=both"), _ids())
 
 
 def test_apply_installs_quantizers_and_w8a8_stays_close(tiny_llada, tiny_llama):

@@ -13,16 +13,20 @@ s = x_mean^r / sqrt(max(x_mean^r) min(x_mean^r)), Q the final weight quantizer (
 Per block (full-precision outputs propagate to the next block):
     1. run the FP block once; cache the inputs of q (= k, v), o, gate (= up), down and the block output
     2. for each scaling group, in data-flow order (from the Layout, never through the SiLU branch):
-           attn_norm -> q, k, v      loss on the block output
+           attn_norm -> q, k, v      loss on the attention module's output (= o's output; knob loss)
            v -> o                    loss on o's output; only when v and o weights have the same shape (no GQA)
-           mlp_norm -> gate, up      loss on the block output
+           mlp_norm -> gate, up      loss on the MLP module's output (= down's output; knob loss)
            up -> down                loss on down's output
        try every r: W <- Q(W diag(s)) diag(s)^-1 for the group, loss = mean (Y_fp - Y)^2; keep the best s
        fold it: prev /= s (norm weight, or the rows of the previous linear), W <- W diag(s); cached X /= s
     3. clip search for every linear except q, k: per output row and group, max |w| shrunk by
        (1 - i/20), i = 0..9; keep the clamp minimising the group's partial-output MSE on 512 tokens
     4. quantize every linear with Q (RTN on the scaled, clipped weights)
-Knobs: n_grid 20, clip True, clip_grid 20, max_shrink 0.5, clip_tokens 512 (+ module: scale True, oc_batch 256).
+Knobs: n_grid 20, clip True, clip_grid 20, max_shrink 0.5, clip_tokens 512 (+ module: scale True, oc_batch 256),
+loss "module" | "block": the objective of the two norm groups. "module" is llm-awq's (`module2inspect` =
+self_attn for q/k/v and mlp for gate/up, fed the cached FP input of the group); "block" measures the whole
+block's output instead (dllmq's earlier objective). QDLM's LLaDA port passes the whole block but feeds it the
+*normed* input of q (resp. gate), a third objective that is not modelled (docs/fidelity.md).
 """
 from __future__ import annotations
 
@@ -43,7 +47,11 @@ from .sequential import BlockContext, run_sequential
 PROPAGATE = "fp"
 # llm-awq's defaults: a 20-point grid for the scale exponent, then the clip search (20 shrink steps down to
 # 50%, on 512 tokens); scale=False / clip=False switch a stage off; oc_batch bounds the clip search's memory.
-KNOBS = dict(n_grid=20, clip=True, clip_grid=20, max_shrink=0.5, clip_tokens=512, scale=True, oc_batch=256)
+KNOBS = dict(n_grid=20, clip=True, clip_grid=20, max_shrink=0.5, clip_tokens=512, scale=True, oc_batch=256,
+             loss="module")
+LOSSES = ("module", "block")
+# the linear whose output is the output of the module llm-awq inspects for a norm group (its last linear)
+MODULE_OUTPUT = {"attn_norm": "o", "mlp_norm": "down"}
 FEATURE_ROLE = {"q": "q", "k": "q", "v": "q", "o": "o", "gate": "gate", "up": "gate", "down": "down"}
 NO_CLIP_ROLES = ("q", "k")  # llm-awq skips clipping of query/key projections
 
@@ -52,19 +60,27 @@ NO_CLIP_ROLES = ("q", "k")  # llm-awq skips clipping of query/key projections
 class ScaleGroup:
     prev: str  # "attn_norm", "mlp_norm" or the role of the previous linear ("v", "up")
     roles: tuple  # linears whose input columns are scaled
-    inspect: str  # "block" (loss on the block output) or a role (loss on that linear's output)
+    inspect: str  # "block" (the block output), "module" (the output of `MODULE_OUTPUT[prev]` with the whole
+    #               block run) or a role (that linear applied to the cached inputs)
 
 
-def scaling_groups(block) -> tuple[list, list]:
-    """(groups, skipped notes) for one BlockLayout."""
-    groups = [ScaleGroup("attn_norm", ("q", "k", "v"), "block")]
+def check_loss(loss: str) -> str:
+    if loss not in LOSSES:
+        raise ValueError(f"knob loss={loss!r} is unknown; allowed: {LOSSES}")
+    return loss
+
+
+def scaling_groups(block, loss: str = "module") -> tuple[list, list]:
+    """(groups, skipped notes) for one BlockLayout; `loss` sets the objective of the two norm groups."""
+    check_loss(loss)
+    groups = [ScaleGroup("attn_norm", ("q", "k", "v"), loss)]
     skipped = []
     v, o = block.get("v"), block.get("o")
     if tuple(v.weight.shape) == tuple(o.weight.shape):
         groups.append(ScaleGroup("v", ("o",), "o"))
     else:
         skipped.append(f"v->o scaling skipped: v {tuple(v.weight.shape)} and o {tuple(o.weight.shape)} differ (GQA)")
-    groups += [ScaleGroup("mlp_norm", ("gate", "up"), "block"), ScaleGroup("up", ("down",), "down")]
+    groups += [ScaleGroup("mlp_norm", ("gate", "up"), loss), ScaleGroup("up", ("down",), "down")]
     return groups, skipped
 
 
@@ -73,10 +89,24 @@ def _fake_q_scaled(w: torch.Tensor, s: torch.Tensor, spec: QuantSpec) -> torch.T
     return fake_quantize(w.float() * s, spec) / s
 
 
-def _group_loss(ctx: BlockContext, group: ScaleGroup, x: torch.Tensor, ref: torch.Tensor) -> float:
+def module_outputs(ctx: BlockContext, role: str) -> list:
+    """Outputs of the linear `role` (one tensor per calibration batch) when the whole block runs: o's output
+    is the attention module's output, down's the MLP's (what enters the residual stream)."""
+    got = []
+    handle = ctx.block.get(role).register_forward_hook(lambda m, args, out: got.append(out.detach().float()))
+    try:
+        ctx.run()
+    finally:
+        handle.remove()
+    return got
+
+
+def _group_loss(ctx: BlockContext, group: ScaleGroup, x: torch.Tensor, ref) -> float:
     """MSE between the FP reference and the current (group-quantized) output."""
     if group.inspect == "block":
         return batched_mse(ctx.run(), ctx.fp_outputs)
+    if group.inspect == "module":
+        return batched_mse(module_outputs(ctx, MODULE_OUTPUT[group.prev]), ref)
     lin = ctx.block.get(group.inspect)
     return float((F.linear(x, lin.weight.float()) - ref).pow(2).mean())
 
@@ -94,7 +124,9 @@ def search_scale(ctx: BlockContext, group: ScaleGroup, x: torch.Tensor, spec: Qu
     xf = x.float()
     x_mean = xf.abs().mean(0)  # (in,)  mean |x| per input channel
     ref = None
-    if group.inspect != "block":
+    if group.inspect == "module":
+        ref = module_outputs(ctx, MODULE_OUTPUT[group.prev])  # FP: nothing of this group is quantized yet
+    elif group.inspect != "block":
         ref = F.linear(xf, ctx.block.get(group.inspect).weight.float())
     losses, best = [], (float("inf"), None, None)
     try:
@@ -163,10 +195,10 @@ def apply_clip(lin, max_val: torch.Tensor) -> None:
     lin.weight.data = torch.clamp(wg, -max_val, max_val).view_as(w).to(w.dtype)
 
 
-def scale_block(ctx: BlockContext, spec: QuantSpec, feats: dict, n_grid: int = 20) -> dict:
+def scale_block(ctx: BlockContext, spec: QuantSpec, feats: dict, n_grid: int = 20, loss: str = "module") -> dict:
     """Steps 2 of the algorithm box on one block: search and fold every group's scales (in place).
     `feats` (role -> cached inputs) are divided by s. Returns {prev->roles: (ratio, losses)}."""
-    groups, skipped = scaling_groups(ctx.block)
+    groups, skipped = scaling_groups(ctx.block, loss)
     for note in skipped:
         ctx.report.add_event(f"block {ctx.index}: {note}")
     curves = {}
@@ -187,7 +219,7 @@ def process_block(ctx: BlockContext, recipe, spec: Optional[QuantSpec] = None) -
     feats = ctx.collect_inputs(["q", "o", "gate", "down"])
     # 2. activation-aware scales
     if recipe.knob("scale"):
-        curves = scale_block(ctx, spec, feats, recipe.knob("n_grid"))
+        curves = scale_block(ctx, spec, feats, recipe.knob("n_grid"), check_loss(recipe.knob("loss")))
         ctx.report.extra.setdefault("awq_scales", {})[ctx.index] = curves
     reference = {r: ctx.block.get(r).weight.data.clone() for r in ROLES}  # scaled, unclipped
     # 3. clipping

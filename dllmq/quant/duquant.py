@@ -6,10 +6,18 @@ weight, so X Wᵀ = (X T)(W T)ᵀ exactly in full precision:
     X  ->  (X / s) · (I ⊗ R₁) · P · (I ⊗ R₂)        W  ->  (W diag(s)) · (I ⊗ R₁) · P · (I ⊗ R₂)
 
     s       SmoothQuant scales s_j = max|X_j|^α / max|W_j|^(1−α) (α = 0.5 in the dLLM paper, 0.6 in
-            DuQuant's), folded into the preceding norm or linear (see smoothquant.py)
+            DuQuant's), folded into the preceding norm or linear, by the rule of knob `smoothing`
+            (smoothquant.RULES; default "qdlm", the reference code's rule; "none" skips it)
     R₁, R₂  block rotations, one b×b matrix (b = 128) shared by all C/b blocks, each built greedily:
-            up to N = 256 steps, each rotating the channel holding the largest |x| onto the flat direction
-            (1/√b, ..., 1/√b); the prefix of steps with the smallest peak is kept
+            up to N = 256 steps; step t takes one base rotation R₀ whose row 0 is flat, swaps coordinate 0
+            with the channel d holding the largest |x| (R = E_d R₀ E_d) and rotates; the prefix of steps with
+            the smallest peak (max − min) is kept. Base (knob `rotation_base`):
+              "givens"  the paper's Eq. 2 and the reference code (`get_rot.py` + `utils.get_rot`):
+                        R₀ = G · diag(1, Q'), G a chain of Givens rotations whose row 0 is 1/√b·1, Q' random
+                        orthogonal on the other b−1 columns (so the outlier keeps 1/√b on column 0 and is
+                        spread randomly, not evenly, over the others)
+              "flat"    R₀ = diag(1, Q') · House: row 0 is exactly 1/√b·1 (the outlier is spread evenly);
+                        dllmq's earlier construction
     P       zigzag permutation: channels sorted by max|x| are dealt to the C/b blocks 0,1,..,K−1,K−1,..,0,...
             so every block gets a similar share of the outliers before the second rotation
 
@@ -17,7 +25,8 @@ Then weights are RTN-quantized per output channel (asymmetric, clip 0.8) and act
 (asymmetric, clip 0.9); the attention-matmul inputs Q, K (after a head-dim Hadamard) and V are quantized
 at the activation bit-width. Reference behaviours, each behind a knob:
     greedy_index  "row": the reference code picks the *row* of the [−1, b] view modulo b as the
-                  channel to rotate; "channel": the paper's channel index (default here)
+                  channel to rotate; "channel": the paper's channel index (default here; the preset's
+                  variant="code" uses "row")
     calib_input   "mean": rotations are calibrated on the mean of the calibration sequences (one
                   [T, C] sequence propagated through the quantized blocks, as the reference code);
                   "all": on every calibration token
@@ -28,6 +37,7 @@ import contextlib
 import copy
 import math
 import time
+from functools import lru_cache
 from typing import Optional
 
 import torch
@@ -39,17 +49,21 @@ from .act_stats import collect_input_absmax
 from .qlinear import register_module
 from .report import QuantReport, relative_error_on_inputs
 from .sequential import BlockContext, batched_relative_error, capture_block_inputs, run_sequential
-from .smoothquant import PAIRS, smooth_pair
+from .smoothquant import RULES, smooth_pair
 from .wa import install_attention_quantizers, rtn_linear
 
 PROPAGATE = "quantized"  # only the calibration stream passes through the quantized blocks
 GREEDY_INDEX = ("row", "channel")
 CALIB_INPUTS = ("mean", "all")
-SMOOTH_PAIRS = PAIRS["qdlm"]  # attn_norm -> qkv, v -> o, mlp_norm -> gate/up, up -> down
-# DuQuant's defaults (its LLaMA scripts): smoothing α 0.5, rotation blocks of 128 channels, 256 greedy steps,
-# one zigzag permutation; the greedy rotation picks by channel; calibration inputs averaged; rotation_seed 2.
-KNOBS = dict(alpha=0.5, block_size=128, rotation_steps=256, permutation_times=1, greedy_index="channel",
-             calib_input="mean", max_calib_tokens=65536, rotation_seed=2)
+ROTATION_BASES = ("givens", "flat")
+SMOOTHINGS = tuple(sorted(RULES)) + ("none",)
+V_CLIP = 1.0  # the reference quantizes V without clipping (its Q and K quantizers take the activation clip)
+# DuQuant's defaults (the dLLM paper's scripts): smoothing α 0.5 by QDLM's rule, rotation blocks of 128 channels,
+# 256 greedy steps on the paper's Givens base, one zigzag permutation; the greedy rotation picks by channel;
+# calibration inputs averaged; rotation_seed 2.
+KNOBS = dict(alpha=0.5, smoothing="qdlm", block_size=128, rotation_steps=256, permutation_times=1,
+             greedy_index="channel", rotation_base="givens", calib_input="mean", max_calib_tokens=65536,
+             rotation_seed=2)
 
 
 # ----------------------------------------------------------------------------- the greedy rotation
@@ -73,8 +87,48 @@ def flat_rotation(b: int, generator: torch.Generator) -> torch.Tensor:
     return D @ house
 
 
+def givens_chain(b: int) -> torch.Tensor:
+    """G (b×b, float64, orthogonal) with row 0 = 1/√b·1: Givens rotations of the coordinate pairs (i, i+1),
+    i = 0..b−2, with cos = 1/√(i+2), applied one after the other (G ← G_i G), then coordinates 0 and b−1
+    swapped in rows and columns (DuQuant's `get_rot.py`)."""
+    return _givens_chain(b).clone()
+
+
+@lru_cache(maxsize=16)
+def _givens_chain(b: int) -> torch.Tensor:
+    G = torch.eye(b, dtype=torch.float64)
+    for i in range(b - 1):
+        c, s = 1 / math.sqrt(i + 2), math.sqrt(i + 1) / math.sqrt(i + 2)
+        top, bottom = G[i].clone(), G[i + 1].clone()
+        G[i], G[i + 1] = c * top - s * bottom, s * top + c * bottom
+    return swap_to(G, b - 1)
+
+
+def givens_rotation(b: int, generator: torch.Generator) -> torch.Tensor:
+    """The paper's base rotation R̃·diag(1, Q'): `givens_chain(b)` times a random rotation of coordinates 1..b−1
+    (QR of a Gaussian). Row 0 keeps 1/√b on column 0; the rest of it is spread randomly."""
+    Q, Rr = torch.linalg.qr(torch.randn(b - 1, b - 1, generator=generator, dtype=torch.float64))
+    Q = Q * torch.sign(torch.diagonal(Rr))[None, :]
+    D = torch.eye(b, dtype=torch.float64)
+    D[1:, 1:] = Q
+    return givens_chain(b) @ D
+
+
+def base_rotation(b: int, base, generator: torch.Generator) -> torch.Tensor:
+    """R₀ for the greedy search: "givens" (paper, reference code), "flat", or an explicit b×b tensor."""
+    if torch.is_tensor(base):
+        if tuple(base.shape) != (b, b):
+            raise ValueError(f"base rotation has shape {tuple(base.shape)}, needs ({b}, {b})")
+        return base.to(torch.float64)
+    if base == "givens":
+        return givens_rotation(b, generator)
+    if base == "flat":
+        return flat_rotation(b, generator)
+    raise ValueError(f"rotation_base={base!r} is unknown; allowed: {ROTATION_BASES}")
+
+
 def swap_to(R: torch.Tensor, j: int) -> torch.Tensor:
-    """P R P with P swapping coordinates 0 and j: now row j is flat (channel j is spread evenly)."""
+    """P R P with P swapping coordinates 0 and j: row j is now R's row 0 (channel j is spread by it)."""
     idx = torch.arange(R.shape[0])
     idx[0], idx[j] = j, 0
     return R[idx][:, idx]
@@ -101,20 +155,20 @@ def _one_cpu_thread(t: torch.Tensor):
 
 
 def greedy_rotation(x: torch.Tensor, block_size: int, steps: int = 256, index: str = "channel",
-                    seed: int = 0, return_peaks: bool = False):
+                    seed: int = 0, return_peaks: bool = False, base="givens"):
     """R (b×b, float64) from activations x (..., C), C a multiple of b, all blocks sharing one R.
 
-    One random flat rotation R₀ is drawn (as the reference code does per call). Step t: find the largest
-    |value| of the current [−1, b] view, rotate with R₀ re-indexed so that its channel goes onto the flat
-    direction, record the peak (max − min). Returns the product of the best prefix (identity if none helps),
-    and with return_peaks=True also the peak before and after every step (steps + 1 values)."""
+    One base rotation R₀ is drawn (`base_rotation`; as the reference code does per call). Step t: find the
+    largest |value| of the current [−1, b] view, rotate with R₀ re-indexed so that its channel takes row 0,
+    record the peak (max − min). Returns the product of the best prefix (identity if none helps), and with
+    return_peaks=True also the peak before and after every step (steps + 1 values)."""
     if index not in GREEDY_INDEX:
         raise ValueError(f"greedy_index={index!r} is unknown; allowed: {GREEDY_INDEX}")
     b = block_size
     if x.shape[-1] % b:
         raise ValueError(f"block_size={b} must divide the channel count {x.shape[-1]}")
     X = x.detach().reshape(-1, b).to(torch.float64)  # (tokens · C/b, b): every block is a row
-    R0 = flat_rotation(b, torch.Generator().manual_seed(seed)).to(X.device)
+    R0 = base_rotation(b, base, torch.Generator().manual_seed(seed)).to(X.device)
     idx = torch.arange(b, device=X.device).repeat(b, 1)  # (b, b): row j = identity order with 0 <-> j
     idx[:, 0] = torch.arange(b, device=X.device)
     idx[torch.arange(b), torch.arange(b)] = 0
@@ -192,19 +246,19 @@ class DuQuantTransform(nn.Module):
 
 
 def calibrate_transform(x: torch.Tensor, block_size: int, steps: int = 256, index: str = "channel",
-                        permutation_times: int = 1, seed: int = 0) -> DuQuantTransform:
+                        permutation_times: int = 1, seed: int = 0, base="givens") -> DuQuantTransform:
     """Fit R₁, P, R₂ on activations x (..., C) (already smoothed): rotation → zigzag → rotation."""
     if permutation_times not in (0, 1):
         raise ValueError(f"permutation_times={permutation_times!r}: supported 0 (rotation only) or 1")
     C = x.shape[-1]
     t = DuQuantTransform(C, block_size)
     X = x.detach().reshape(-1, C).to(torch.float64)
-    t.R1 = greedy_rotation(X, block_size, steps, index, seed).float()
+    t.R1 = greedy_rotation(X, block_size, steps, index, seed, base=base).float()
     if permutation_times == 1:
         X = t._blocks(X, t.R1.double())
         t.perm = zigzag_permutation(X.abs().amax(dim=0), block_size)
         X = X[:, t.perm]
-        t.R2 = greedy_rotation(X, block_size, steps, index, seed + 1).float()
+        t.R2 = greedy_rotation(X, block_size, steps, index, seed + 1, base=base).float()
     return t
 
 
@@ -237,8 +291,9 @@ def process_block(ctx, recipe, stats: dict, opts: dict, quantize: bool = True) -
     """One block: smooth (4 pairs), then per input site in data-flow order calibrate T, fold, quantize."""
     layout, b, report = ctx.layout, ctx.block, ctx.report
     # 1. SmoothQuant-style scales s = max|X|^α / max|W|^(1−α), folded into norms / previous linears.
-    for prev, nexts in SMOOTH_PAIRS:
-        smooth_pair(b, prev, nexts, stats[(b.index, nexts[0])], opts["alpha"], layout)
+    if opts["smoothing"] != "none":
+        for prev, nexts in RULES[opts["smoothing"]].pairs:
+            smooth_pair(b, prev, nexts, stats[(b.index, nexts[0])], opts["alpha"], layout, opts["smoothing"])
     spec = recipe.weight_spec() if quantize else None
     for site, roles in enumerate(ROLE_GROUPS):
         t0 = time.perf_counter()
@@ -246,7 +301,8 @@ def process_block(ctx, recipe, stats: dict, opts: dict, quantize: bool = True) -
         x = _site_inputs(ctx, roles[0], opts["max_calib_tokens"])
         bs = _block_size(opts["block_size"], x.shape[-1], ctx.name_of(roles[0]), report)
         t = calibrate_transform(x, bs, opts["rotation_steps"], opts["greedy_index"], opts["permutation_times"],
-                                seed=opts["rotation_seed"] + 1000 * b.index + 10 * site).to(x.device)
+                                seed=opts["rotation_seed"] + 1000 * b.index + 10 * site,
+                                base=opts["rotation_base"]).to(x.device)
         xt = t(x)
         for role in roles:
             # 3. Fold T into W (W <- W T, rows through the transform in float64) and quantize it.
@@ -261,9 +317,10 @@ def process_block(ctx, recipe, stats: dict, opts: dict, quantize: bool = True) -
                              time.perf_counter() - t0, recipe.w_bits if quantize else 16,
                              notes=f"block={bs}")
         if roles[0] == "q" and quantize:
-            # 4. Q/K (after a head-dim Hadamard) and V at the activation bits.
+            # 4. Q/K (after a head-dim Hadamard, clipped like the activations) and V (not clipped) at their bits.
             how = install_attention_quantizers(layout, recipe.q_bits, recipe.kv_bits, sym=recipe.a_sym,
-                                               clip_ratio=recipe.a_clip, rotate_qk=True, blocks=[b.index])
+                                               clip_ratio=recipe.a_clip, rotate_qk=True, blocks=[b.index],
+                                               v_clip_ratio=V_CLIP)
             report.extra["attention_inputs"] = how
 
 
@@ -306,6 +363,10 @@ def _options(recipe) -> dict:
     opts = {name: recipe.knob(name, default) for name, default in KNOBS.items()}
     if opts["greedy_index"] not in GREEDY_INDEX:
         raise ValueError(f"knob greedy_index={opts['greedy_index']!r} is unknown; allowed: {GREEDY_INDEX}")
+    if opts["rotation_base"] not in ROTATION_BASES:
+        raise ValueError(f"knob rotation_base={opts['rotation_base']!r} is unknown; allowed: {ROTATION_BASES}")
+    if opts["smoothing"] not in SMOOTHINGS:
+        raise ValueError(f"knob smoothing={opts['smoothing']!r} is unknown; allowed: {SMOOTHINGS}")
     if opts["calib_input"] not in CALIB_INPUTS:
         raise ValueError(f"knob calib_input={opts['calib_input']!r} is unknown; allowed: {CALIB_INPUTS}")
     if opts["rotation_steps"] < 0:
@@ -327,8 +388,9 @@ def transform_model(model, layout, recipe, calib, quantize: bool = True, device=
     else:
         run_sequential(model, layout, calib, process, propagate="quantized", report=report, device=device,
                        batch_size=batch_size, desc="duquant")
-    report.extra["duquant"] = {k: opts[k] for k in ("alpha", "block_size", "rotation_steps", "greedy_index",
-                                                    "calib_input", "permutation_times")}
+    report.extra["duquant"] = {k: opts[k] for k in ("alpha", "smoothing", "block_size", "rotation_steps",
+                                                    "greedy_index", "rotation_base", "calib_input",
+                                                    "permutation_times")}
     return report
 
 

@@ -17,11 +17,23 @@ what depends on the setting (attention inputs at the activation bits) and on the
     variant="paper"  what the paper states (the default)
     variant="code"   what the released code (FelixMessi/QDLM) runs where it differs:
                      gptq: symmetric with AutoGPTQ's unsigned grid (sym, conv=gptq);
-                     quarot: calibration windows of 4096 tokens (model.seqlen = 4096)
-Details the paper leaves open follow the code in both variants (DuQuant/SmoothQuant calibration seed 2,
-Q/K/V attention inputs quantized at the activation bits for SmoothQuant and DuQuant, K/V for QuaRot).
-Known, unverified code quirk not modelled: QDLM's AutoGPTQ LLaDA definition names q/k/v `attn_q/k/v`,
-which would leave them unquantized (reference/ptq.md §L.4).
+                     quarot: calibration windows of 4096 tokens (model.seqlen = 4096);
+                     duquant: the greedy rotation picks the row of the [-1, b] view (greedy_index=row)
+Details the paper leaves open follow the code in both variants (DuQuant/SmoothQuant calibration seed 2 and
+QDLM's smoothing rule, smoothquant.RULES["qdlm"]; Q/K/V attention inputs quantized at the activation bits for
+SmoothQuant and DuQuant, K/V for QuaRot). Known code quirk not modelled: QDLM's AutoGPTQ LLaDA definition
+names q/k/v `attn_q/k/v`, which leaves them unquantized (reference/ptq.md §L.4; docs/fidelity.md).
+
+Weight grid of each preset (quantizer.py; "asym" is the paper's Eq. 1, "include 0" widens [min, max] to
+contain 0 as IST gptq does; "signed" is absmax/(2^(b-1)-1) on -2^(b-1)..2^(b-1)-1, "gptq" the unsigned grid
+2·absmax/(2^b-1) with the zero at 2^(b-1)):
+    rtn           asym, per group or channel
+    gptq          paper: asym + include 0 (IST `Quantizer`);  code: sym, "gptq" grid (AutoGPTQ sym=True)
+    awq           asym per group (llm-awq `pseudo_quantize_tensor`, zero_point=True)
+    smoothquant   asym per channel (QDLM runs DuQuant's code, asymmetric)
+    quarot        sym, "signed" grid (QuaRot `WeightQuantizer`), MSE clip search, include 0 for GPTQ
+    duquant       asym per channel with min and max times 0.8 (swc)
+Activations are per token: asymmetric (RTN, SmoothQuant, DuQuant x 0.9), symmetric "signed" (QuaRot).
 
 `fit(recipe, model)` is the single place where a preset meets a model whose sizes the paper's settings do
 not divide (SmolLM2, the tiny models). Every change is an explicit field of the returned recipe, so it
@@ -96,6 +108,8 @@ def paper_changes(recipe, variant: str = "paper") -> dict:
             changes.update(w_sym=True, sym_convention="gptq")
         if recipe.method == "quarot":
             changes.update(calib=replace(recipe.calib, seq_len=4096))
+        if recipe.method == "duquant":
+            changes.update(knobs={**dict(recipe.knobs), "greedy_index": "row"})
     return changes
 
 

@@ -40,15 +40,17 @@ class AttentionInputQuantizer(nn.Module):
 
     def __init__(self, q_bits: int = 16, k_bits: int = 16, v_bits: int = 16, sym: bool = False,
                  clip_ratio: float = 1.0, kv_sym: Optional[bool] = None, kv_clip_ratio: Optional[float] = None,
-                 head_dim: Optional[int] = None, rotate_qk: bool = False):
+                 head_dim: Optional[int] = None, rotate_qk: bool = False, v_clip_ratio: Optional[float] = None):
         super().__init__()
         kv_sym = sym if kv_sym is None else kv_sym
         kv_clip_ratio = clip_ratio if kv_clip_ratio is None else kv_clip_ratio
+        v_clip_ratio = kv_clip_ratio if v_clip_ratio is None else v_clip_ratio  # DuQuant clips Q, K but not V
         self.config = dict(q_bits=q_bits, k_bits=k_bits, v_bits=v_bits, sym=sym, clip_ratio=clip_ratio,
-                           kv_sym=kv_sym, kv_clip_ratio=kv_clip_ratio, head_dim=head_dim, rotate_qk=rotate_qk)
+                           kv_sym=kv_sym, kv_clip_ratio=kv_clip_ratio, head_dim=head_dim, rotate_qk=rotate_qk,
+                           v_clip_ratio=v_clip_ratio)
         self.q_quant = ActQuantizer(q_bits, sym=sym, clip_ratio=clip_ratio)
         self.k_quant = ActQuantizer(k_bits, sym=kv_sym, clip_ratio=kv_clip_ratio)
-        self.v_quant = ActQuantizer(v_bits, sym=kv_sym, clip_ratio=kv_clip_ratio)
+        self.v_quant = ActQuantizer(v_bits, sym=kv_sym, clip_ratio=v_clip_ratio)
         if rotate_qk and head_dim is None:
             raise ValueError("rotate_qk=True needs head_dim")
         self.qk_rotation = HadamardRotation(head_dim) if rotate_qk else None
@@ -72,7 +74,8 @@ def _device(module: nn.Module) -> torch.device:
 
 def install_attention_quantizers(layout, q_bits: int, kv_bits: int, sym: bool, clip_ratio: float,
                                  kv_sym: Optional[bool] = None, kv_clip_ratio: Optional[float] = None,
-                                 rotate_qk: bool = False, blocks: Optional[Iterable[int]] = None) -> str:
+                                 rotate_qk: bool = False, blocks: Optional[Iterable[int]] = None,
+                                 v_clip_ratio: Optional[float] = None) -> str:
     """Quantize the attention-matmul inputs of `blocks` (default: all); returns how ("attention-hook",
     "projection-outputs", or "none" when all bits are 16).
 
@@ -81,16 +84,18 @@ def install_attention_quantizers(layout, q_bits: int, kv_bits: int, sym: bool, c
         return "none"
     kv_sym = sym if kv_sym is None else kv_sym
     kv_clip_ratio = clip_ratio if kv_clip_ratio is None else kv_clip_ratio
+    v_clip_ratio = kv_clip_ratio if v_clip_ratio is None else v_clip_ratio
     chosen = layout.blocks if blocks is None else [layout.blocks[i] for i in blocks]
     if layout.blocks and layout.blocks[0].attention is not None:
         for b in chosen:
             layout.set_attention_input_quantizer(b.index, AttentionInputQuantizer(
                 q_bits, kv_bits, kv_bits, sym=sym, clip_ratio=clip_ratio, kv_sym=kv_sym,
-                kv_clip_ratio=kv_clip_ratio, head_dim=layout.head_dim, rotate_qk=rotate_qk).to(_device(b.module)))
+                kv_clip_ratio=kv_clip_ratio, head_dim=layout.head_dim, rotate_qk=rotate_qk,
+                v_clip_ratio=v_clip_ratio).to(_device(b.module)))
         return "attention-hook"
     for b in chosen:
         for role, bits, s, c in (("q", q_bits, sym, clip_ratio), ("k", kv_bits, kv_sym, kv_clip_ratio),
-                                 ("v", kv_bits, kv_sym, kv_clip_ratio)):
+                                 ("v", kv_bits, kv_sym, v_clip_ratio)):
             if bits >= 16:
                 continue
             lin = b.get(role)

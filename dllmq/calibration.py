@@ -56,6 +56,9 @@ class CalibSpec:
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
                 raise ValueError(f"calib {name}={value!r} must be a {'non-negative' if name == 'seed' else 'positive'} int")
         m = self.mask_ratio
+        if isinstance(m, int) and not isinstance(m, bool) and 0 < m <= 1:
+            object.__setattr__(self, "mask_ratio", float(m))  # mask_ratio=1 means 1.0
+            m = self.mask_ratio
         if not (m is None or m == "uniform" or (isinstance(m, float) and 0.0 < m <= 1.0)):
             raise ValueError(f"calib mask_ratio={m!r} is invalid; allowed: None, a float in (0, 1], 'uniform'")
 
@@ -189,11 +192,14 @@ def mask_tokens(ids: torch.Tensor, mask_ratio: Union[float, str], mask_token_id:
 def get_calibration(source: str, tok, n_samples: int = 128, seq_len: int = 2048, seed: int = 0,
                     mask_ratio: Union[None, float, str] = None, mask_token_id: Optional[int] = None) -> torch.Tensor:
     """Calibration token ids (n, seq_len) from `source` (see the module docstring)."""
-    if source not in CALIB_SOURCES:
-        raise ValueError(f"source={source!r} is unknown; allowed: {CALIB_SOURCES}")
-    for name, value in (("n_samples", n_samples), ("seq_len", seq_len)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive int")
+    spec = CalibSpec(source, n_samples, seq_len, seed, mask_ratio)  # every argument checked before any loading
+    mask_ratio = spec.mask_ratio
+    if not callable(tok):
+        raise TypeError(f"tok={tok!r} must be the model's tokenizer (e.g. from dllmq.load_model): calibration text "
+                        "is encoded with it")
+    if mask_ratio is not None and mask_token_id is not None and (isinstance(mask_token_id, bool)
+                                                                   or not isinstance(mask_token_id, int)):
+        raise TypeError(f"mask_token_id={mask_token_id!r} must be an int token id")
     ids = _LOADERS[source](tok, n_samples, seq_len, seed)
     if mask_ratio is not None:
         mask_token_id = mask_token_id if mask_token_id is not None else getattr(tok, "mask_token_id", None)
@@ -205,8 +211,14 @@ def get_calibration(source: str, tok, n_samples: int = 128, seq_len: int = 2048,
 
 def calibration_for(recipe, tok, **overrides) -> torch.Tensor:
     """The calibration set a Recipe (or a CalibSpec) asks for, fields overridable by keyword."""
-    spec = recipe if isinstance(recipe, CalibSpec) else recipe.calib
+    spec = recipe if isinstance(recipe, CalibSpec) else getattr(recipe, "calib", None)
+    if not isinstance(spec, CalibSpec):
+        raise TypeError(f"recipe={recipe!r} must be a Recipe or a CalibSpec")
     kw = dict(source=spec.source, n_samples=spec.n_samples, seq_len=spec.seq_len, seed=spec.seed,
               mask_ratio=spec.mask_ratio)
+    unknown = sorted(set(overrides) - set(kw) - {"mask_token_id"})
+    if unknown:
+        raise TypeError(f"calibration_for() got unknown override {unknown[0]!r}; allowed: {sorted(kw)} and "
+                        "mask_token_id")
     kw.update(overrides)
     return get_calibration(tok=tok, **kw)

@@ -5,7 +5,11 @@
     dllmq quantize ...  quantize a model with a recipe and save it
     dllmq reproduce ... regenerate a table of the paper (paper vs measured)
     dllmq figures ...   write the activation-outlier figures under figures/
+    dllmq sweep ...     run a resumable sweep (preset or grid file) into a results store; show, merge
     dllmq train-tiny    train the embedded tiny dLLM from scratch
+    dllmq assignments   build the student edition of the notebooks, grade submissions
+
+Bad input (a recipe, a file, an option) ends with exit code 2 and one message naming what was wrong.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ COMMANDS = {
 }
 
 
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError)  # what validation raises for bad input
 QUIET_COMMANDS = ("demo", "eval", "sweep", "reproduce")  # one progress bar and the tables; --verbose: all output
 
 
@@ -44,7 +49,13 @@ def main(argv=None) -> int:
         quiet_libraries()
         rest = [a for a in rest if a != "--verbose"] if name != "demo" else rest
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except USER_ERRORS as error:  # bad input: the message names the parameter; no traceback unless asked
+        if os.environ.get("DLLMQ_TRACEBACK"):
+            raise
+        print(f"dllmq {name}: error: {error}\n(set DLLMQ_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

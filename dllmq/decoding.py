@@ -31,6 +31,7 @@ generate.py's behaviour (both at temperature 0, only EoT above).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -102,17 +103,72 @@ class Generation:
 # argument checks
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_number(name: str, value, low: float = 0.0, hint: str = "") -> None:
+    """A finite real number >= low (bools and strings are refused, not compared)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}={value!r} must be a number >= {low:g}{hint}")
+    if not math.isfinite(value) or value < low:
+        raise ValueError(f"{name}={value!r} must be a finite number >= {low:g}{hint}")
+
+
+def _check_flag(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be a bool (True or False)")
+
+
+def _check_input_ids(input_ids, attention_mask) -> None:
+    if not torch.is_tensor(input_ids) or input_ids.dim() != 2 or input_ids.is_floating_point() \
+            or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must be an integer tensor (B, prompt_len) of token ids, got "
+                        f"{input_ids.dtype if torch.is_tensor(input_ids) else type(input_ids).__name__} "
+                        f"{tuple(input_ids.shape) if torch.is_tensor(input_ids) else ''}")
+    if attention_mask is not None and (not torch.is_tensor(attention_mask) or attention_mask.shape != input_ids.shape):
+        raise ValueError(f"attention_mask must be a tensor of the shape of input_ids {tuple(input_ids.shape)}")
+
+
+def max_sequence_length(model) -> Optional[int]:
+    """The longest canvas the model was built for (LLaDA max_sequence_length, else max_position_embeddings)."""
+    config = getattr(model, "config", None)
+    limit = getattr(config, "max_sequence_length", None) or getattr(config, "max_position_embeddings", None)
+    return int(limit) if _is_int(limit) and limit > 0 else None
+
+
+def vocab_size(model) -> int:
+    """Rows of the input embedding (LLaDA pads its vocabulary: embedding_size >= vocab_size)."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if embeddings is not None and hasattr(embeddings, "num_embeddings"):
+        return int(embeddings.num_embeddings)
+    return int(model.config.vocab_size)
+
+
+def check_mask_id(model, mask_id: Optional[int] = None) -> int:
+    """The [MASK] id the samplers write (model.config.mask_token_id unless given), inside the vocabulary."""
+    mask_id = getattr(model.config, "mask_token_id", None) if mask_id is None else mask_id
+    if not _is_int(mask_id):
+        raise ValueError(f"mask_token_id={mask_id!r}: a masked-diffusion model needs an int [MASK] id in its config "
+                         "(config.mask_token_id) or passed as mask_id=")
+    vocab = vocab_size(model)
+    if not 0 <= mask_id < vocab:
+        raise ValueError(f"mask_token_id={mask_id} is outside the model's vocabulary of {vocab} ids (0..{vocab - 1}): "
+                         "the config does not belong to these weights")
+    return mask_id
+
+
 def _check_llada_args(steps, gen_length, block_length, temperature, cfg_scale, remasking):
-    if not isinstance(gen_length, int) or gen_length < 1:
+    if not _is_int(gen_length) or gen_length < 1:
         raise ValueError(f"gen_length={gen_length!r} must be a positive integer")
-    if not isinstance(block_length, int) or block_length < 1:
+    if not _is_int(block_length) or block_length < 1:
         raise ValueError(f"block_length={block_length!r} must be a positive integer (use gen_length for pure diffusion)")
     if gen_length % block_length:
         divisors = [d for d in range(1, gen_length + 1) if gen_length % d == 0]
         raise ValueError(f"gen_length={gen_length} is not divisible by block_length={block_length}; "
                          f"choose block_length from {divisors[-8:]}")
     n_blocks = gen_length // block_length
-    if not isinstance(steps, int) or steps < 1:
+    if not _is_int(steps) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive integer")
     if steps % n_blocks:
         raise ValueError(f"steps={steps} is not divisible by the number of blocks {n_blocks} "
@@ -120,10 +176,8 @@ def _check_llada_args(steps, gen_length, block_length, temperature, cfg_scale, r
     if steps > gen_length:
         raise ValueError(f"steps={steps} exceeds gen_length={gen_length}: every step must unmask at least one "
                          "token; use steps <= gen_length (steps == gen_length is the paper's setting)")
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy)")
-    if cfg_scale < 0:
-        raise ValueError(f"cfg_scale={cfg_scale} must be >= 0 (0 = no classifier-free guidance)")
+    _check_number("temperature", temperature, hint=" (0 = greedy)")
+    _check_number("cfg_scale", cfg_scale, hint=" (0 = no classifier-free guidance)")
     if remasking not in REMASKING:
         raise ValueError(f"remasking={remasking!r} is unknown; allowed: {REMASKING}")
     return n_blocks
@@ -209,7 +263,8 @@ def llada_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.
     sampler_mode "guarded" (default) or "official" -- see the module docstring."""
     n_blocks = _check_llada_args(steps, gen_length, block_length, temperature, cfg_scale, remasking)
     official = check_sampler_mode(sampler_mode) == "official"
-    mask_id = model.config.mask_token_id if mask_id is None else mask_id
+    _check_input_ids(input_ids, attention_mask)
+    mask_id = check_mask_id(model, mask_id)
     B, Lp = input_ids.shape
     device = input_ids.device
     x, attention_mask = _canvas(input_ids, attention_mask, gen_length, mask_id)
@@ -320,16 +375,21 @@ def dream_sample_tokens(logits: torch.Tensor, temperature: float, top_p, top_k, 
     return conf, x0
 
 
-def _check_dream_args(steps, gen_length, temperature, alg, top_k):
+def _check_dream_args(steps, gen_length, temperature, alg, top_k, top_p=None, alg_temp=None):
     if alg not in DREAM_ALGS:
         raise ValueError(f"alg={alg!r} is unknown; allowed: {DREAM_ALGS}")
-    if not isinstance(steps, int) or steps < 1:
+    if not _is_int(steps) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive integer")
-    if not isinstance(gen_length, int) or gen_length < 1:
+    if not _is_int(gen_length) or gen_length < 1:
         raise ValueError(f"gen_length={gen_length!r} must be a positive integer")
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+    _check_number("temperature", temperature, hint=" (0 = greedy)")
+    if top_p is not None:
+        _check_number("top_p", top_p, hint=" and <= 1, or None (no nucleus filter)")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p={top_p!r} must lie in (0, 1], or be None (no nucleus filter)")
+    if alg_temp is not None:
+        _check_number("alg_temp", alg_temp, hint=", or None (rank by confidence without sampling)")
+    if top_k is not None and (not _is_int(top_k) or top_k < 1):
         raise ValueError(f"top_k={top_k!r} must be a positive integer or None (no top-k filter, as Dream's "
                          "evaluation harness passes)")
 
@@ -353,9 +413,13 @@ def dream_sample(model, input_ids: torch.Tensor, attention_mask: Optional[torch.
 
     top_k=None (no filter) is what Dream's evaluation harness passes; a plain `diffusion_generate` call
     would inherit top_k from the model's generation config. sampler_mode: see the module docstring."""
-    _check_dream_args(steps, gen_length, temperature, alg, top_k)
+    _check_dream_args(steps, gen_length, temperature, alg, top_k, top_p, alg_temp)
     official = check_sampler_mode(sampler_mode) == "official"
-    mask_id = model.config.mask_token_id if mask_id is None else mask_id
+    _check_input_ids(input_ids, attention_mask)
+    if input_ids.shape[1] == 0:
+        raise ValueError("input_ids has no prompt token: Dream predicts each token from the one before it, so a "
+                         "prompt needs at least one token (e.g. BOS)")
+    mask_id = check_mask_id(model, mask_id)
     B, Lp = input_ids.shape
     device = input_ids.device
     x, attention_mask = _canvas(input_ids, attention_mask, gen_length, mask_id)
@@ -510,23 +574,48 @@ def generate(model, tok, prompts: Sequence[str], *, steps: int = 64, gen_length:
     no filter, is what Dream's evaluation harness passes). sampler_mode: "guarded" (never commit [MASK],
     the kit default) or "official" (token-identical to the official samplers; the paper presets use it)."""
     check_sampler_mode(sampler_mode)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model={model!r} must be a LLaDA or Dream model (e.g. from dllmq.load_model), not a "
+                        f"{type(model).__name__}")
     family = family_of(model)
     if family not in ("llada", "dream"):
         raise ValueError(f"model family {family!r} is autoregressive; use model.generate for it")
+    if not callable(tok) or not callable(getattr(tok, "decode", None)):
+        raise TypeError(f"tok={tok!r} must be the model's tokenizer (e.g. from dllmq.load_model)")
+    prompts = _check_prompts(prompts)
+    if batch_size is not None and not _is_int(batch_size):
+        raise TypeError(f"batch_size={batch_size!r} must be a positive int or None (all prompts in one batch)")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1 or None (all prompts in one batch)")
+    if not _is_int(seed):
+        raise TypeError(f"seed={seed!r} must be an int")
+    for name, flag in (("trace", trace), ("chat_template", chat_template), ("stop_at_eos", stop_at_eos),
+                       ("logits_eos_inf", logits_eos_inf), ("confidence_eos_eot_inf", confidence_eos_eot_inf)):
+        _check_flag(name, flag)
+    if eot_token_id is not None and not _is_int(eot_token_id):
+        raise TypeError(f"eot_token_id={eot_token_id!r} must be an int token id or None")
     block_length = gen_length if block_length is None else block_length
     if family == "dream" and block_length != gen_length:
         raise ValueError(f"block_length={block_length}: Dream's sampler has no blocks; leave it None")
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a list of strings, not a single string")
+    if family == "llada":  # every argument is checked before the first prompt is encoded
+        _check_llada_args(steps, gen_length, block_length, temperature, cfg_scale, remasking)
+    else:
+        _check_dream_args(steps, gen_length, temperature, alg, top_k, top_p, alg_temp)
+    check_mask_id(model)
+    limit = max_sequence_length(model)
+    if limit is not None and gen_length > limit:
+        raise ValueError(f"gen_length={gen_length} exceeds the model's maximum sequence length of {limit} tokens "
+                         "(prompt + answer)")
+    if chat_template and getattr(tok, "chat_template", None) is None:
+        raise ValueError("chat_template=True, but the tokenizer has no chat template (tok.chat_template is None); "
+                         "use chat_template=False (a Base model)")
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    prompts = list(prompts)
     size = batch_size or max(1, len(prompts))
     texts, ids, seqs, traces, prompt_len = [], [], [], [], 0
     for lo in range(0, len(prompts), size):
         input_ids, attention_mask = encode_prompts(tok, prompts[lo:lo + size], chat_template, device)
+        _check_encoded(input_ids, attention_mask, lo, gen_length, limit, family)
         if family == "llada":
             x, rec = llada_sample(model, input_ids, attention_mask, steps=steps, gen_length=gen_length,
                                   block_length=block_length, temperature=temperature, cfg_scale=cfg_scale,
@@ -551,6 +640,35 @@ def generate(model, tok, prompts: Sequence[str], *, steps: int = 64, gen_length:
                     top_k=top_k, seed=seed, sampler_mode=sampler_mode)
     return Generation(text=texts, ids=torch.cat(ids), sequences=sequences, prompt_length=prompt_len,
                       trace=merged, settings=settings)
+
+
+def _check_prompts(prompts) -> list:
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, not a single string")
+    if prompts is None or not hasattr(prompts, "__iter__"):
+        raise TypeError(f"prompts={prompts!r} must be a list of strings")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("prompts is empty: give at least one prompt string")
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompts[{i}]={prompt!r} must be a str")
+    return prompts
+
+
+def _check_encoded(input_ids, attention_mask, offset: int, gen_length: int, limit: Optional[int], family: str):
+    """Prompt + answer within the model's maximum length; Dream needs at least one prompt token per row."""
+    total = input_ids.shape[1] + gen_length
+    if limit is not None and total > limit:
+        longest = offset + int(attention_mask.sum(-1).argmax())
+        raise ValueError(f"prompts[{longest}] has {input_ids.shape[1]} tokens; with gen_length={gen_length} that is "
+                         f"{total}, more than the model's maximum sequence length {limit}: shorten the prompt or "
+                         "lower gen_length")
+    if family == "dream":
+        for row, n in enumerate(attention_mask.sum(-1).tolist()):
+            if n == 0:
+                raise ValueError(f"prompts[{offset + row}] is empty after tokenization: Dream predicts each token "
+                                 "from the one before it, so a prompt needs at least one token (e.g. BOS)")
 
 
 def _merge_traces(chunks: list) -> list:

@@ -18,6 +18,7 @@ from .decoding import generate
 from .models import load_model
 from .viz.decoding import trace_lines
 
+DEMO_THREADS = 2  # the README table's thread count; other counts change a few cells in the last digit or more
 DEMO_PROMPT = "Question: There are 4 boxes with 6 apples in each. How many apples are there?\nAnswer:"
 
 
@@ -39,7 +40,7 @@ def run_demo(out_dir: str = "results/demo", limit=None, model: Optional[str] = N
 
     matplotlib.use("Agg", force=False)
     from .sweeps import ResultStore, run_sweep
-    from .sweeps.demo import demo_cells, results_table, to_markdown
+    from .sweeps.demo import compute_settings, demo_cells, results_table, to_markdown
     from .sweeps.runner import CellRunner
     from .viz import results as figures
 
@@ -59,6 +60,10 @@ def run_demo(out_dir: str = "results/demo", limit=None, model: Optional[str] = N
     fig = figures.plot_demo_drops(table)
     fig.savefig(out / "drops_vs_paper.png", dpi=120)
     print(f"{summary}; total {time.perf_counter() - start:.0f} s")
+    settings = compute_settings(store.records(), {c.id for c in cells})
+    if len(settings) > 1:  # bit-identical numbers need one thread count and one CPU kind (README, "The demo")
+        print(f"note: this table mixes cells computed under {len(settings)} compute settings {settings}; delete "
+              f"{out} and rerun for a table from one run")
     shown = table.drop(columns=["recipe"]).round(1)
     print(shown.to_string(index=False))
     print(f"-> {out / 'results.md'}, {out / 'results.csv'}, {out / 'accuracy_by_category.png'}, "
@@ -77,8 +82,23 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", dest="grid", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old commands
     ap.add_argument("--limit", type=int, default=None, help="TinyBench items per task (default: all)")
     ap.add_argument("--out", default="results/demo", help="where the grid writes its store, table and figures")
+    ap.add_argument("--threads", type=int, default=DEMO_THREADS,
+                    help=f"CPU threads (default {DEMO_THREADS}): a seeded run is bit-identical at one thread count")
     ap.add_argument("--verbose", action="store_true", help="keep the libraries' own progress bars and logs")
     args = ap.parse_args(argv)
+    if args.threads < 1:
+        raise ValueError(f"--threads={args.threads} must be >= 1")
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)  # BLAS reductions split by thread count: pin it (README, "The demo")
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(args) -> int:
     if not args.verbose:
         from .env import quiet_libraries
 
@@ -95,5 +115,5 @@ def main(argv=None) -> int:
     if args.grid:
         print("== 3. every method x setting on TinyBench (resumable store in", args.out + ")")
         run_demo(out_dir=args.out, limit=args.limit)
-    print(f"demo finished in {time.time() - t0:.0f} s")
+    print(f"demo finished in {time.time() - t0:.0f} s ({args.threads} threads)")
     return 0

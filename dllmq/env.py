@@ -32,6 +32,29 @@ def package_versions() -> dict:
     return versions
 
 
+def cpu_name() -> str:
+    """The CPU model ("Intel(R) Xeon(R) ..."): CPU kernels and their reductions differ between CPUs."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def compute_facts() -> dict:
+    """What a floating-point result depends on beyond the seed: intra-op threads, the CPU and the kernel
+    family torch picked for it (AVX2 / AVX512), and the GPU when one computes. Stored with every result:
+    the same seeded run is bit-identical only at the same values (docs/DEVLOG.md, 2026-12-02)."""
+    facts = {"threads": torch.get_num_threads(), "cpu": cpu_name(),
+             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if torch.cuda.is_available():
+        facts["gpu"] = torch.cuda.get_device_name(0)
+    return facts
+
+
 def check_env(verbose: bool = True) -> dict:
     """Collect versions and device facts; print a short report. Returns the facts as a dict."""
     facts = {"python": platform.python_version(), "device": device(), "threads": torch.get_num_threads(),

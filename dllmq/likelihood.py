@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import zlib
 from fractions import Fraction
 from typing import Optional, Sequence
@@ -137,7 +138,8 @@ def mc_loglikelihood(model, contexts: Sequence[Sequence[int]], continuations: Se
     definition: "official" (default) or "bare" (module docstring); Dream's official definition appends
     eos_id (default: the model config's eos_token_id) after each continuation and never masks it. The
     masks depend only on (seed, context, continuation), not on the model: common random numbers."""
-    family = family_of(model)
+    family = _check_model(model)
+    definition = check_definition(definition)
     with_eos = appends_eos(family, definition)
     if with_eos:
         eos_id = model.config.eos_token_id if eos_id is None else eos_id
@@ -146,23 +148,35 @@ def mc_loglikelihood(model, contexts: Sequence[Sequence[int]], continuations: Se
         if eos_id is None:
             raise ValueError("eos_id=None: Dream's official likelihood scores the continuation followed by EOS; "
                              "pass eos_id= or use definition='bare'")
-    if family not in ("llada", "dream"):
-        raise ValueError(f"model family {family!r} is autoregressive; score it with its causal log-probs")
+    for name, ids in (("contexts", contexts), ("continuations", continuations)):
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+            raise TypeError(f"{name}={ids!r} must be a list of token-id lists (one per request)")
     if len(contexts) != len(continuations):
         raise ValueError(f"contexts ({len(contexts)}) and continuations ({len(continuations)}) differ in length")
-    if mc_samples < 1 or batch_size < 1:
-        raise ValueError(f"mc_samples={mc_samples} and batch_size={batch_size} must be >= 1")
+    _check_counts(mc_samples=mc_samples, batch_size=batch_size)
+    if group_size is not None:
+        _check_counts(group_size=group_size)
+    _check_int("seed", seed)
+    _check_cfg(cfg_scale)
     group = group_size or min(batch_size, mc_samples)
     if mc_samples % group:
         raise ValueError(f"mc_samples={mc_samples} must be a multiple of group_size={group}")
-    mask_id = model.config.mask_token_id if mask_id is None else mask_id
+    from .decoding import check_mask_id, max_sequence_length, vocab_size
+
+    mask_id = check_mask_id(model, mask_id)
+    vocab, limit = vocab_size(model), max_sequence_length(model)
     rows, owner = [], []
     for i, (ctx, cont) in enumerate(zip(contexts, continuations)):
-        ctx, cont = list(ctx), list(cont)
+        ctx, cont = _token_ids(ctx, f"contexts[{i}]", vocab), _token_ids(cont, f"continuations[{i}]", vocab)
         if not cont:
             raise ValueError(f"continuation {i} is empty")
         if family == "dream" and not ctx:
             raise ValueError(f"context {i} is empty: Dream's shifted logits need at least one context token (e.g. BOS)")
+        total = len(ctx) + len(cont) + int(with_eos)
+        if limit is not None and total > limit:
+            raise ValueError(f"request {i}: {len(ctx)} context + {len(cont)} continuation tokens"
+                             f"{' + EOS' if with_eos else ''} = {total}, more than the model's maximum sequence "
+                             f"length {limit}; shorten the context")
         L = len(cont)
         if L == 1:  # exact: the single token is always masked, ratio 1
             masks, ratios = torch.ones(1, 1, dtype=torch.bool), torch.ones(1)
@@ -192,6 +206,75 @@ def mc_loglikelihood(model, contexts: Sequence[Sequence[int]], continuations: Se
         se = float(v.std(unbiased=True) / math.sqrt(len(v))) if len(v) > 1 else 0.0
         out.append((float(v.mean()), se))
     return out
+
+
+def _check_model(model) -> str:
+    """The family of a masked-diffusion model; anything else is a clear error."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model={model!r} must be a LLaDA or Dream model (e.g. from dllmq.load_model), not a "
+                        f"{type(model).__name__}")
+    family = family_of(model)
+    if family not in ("llada", "dream"):
+        raise ValueError(f"model family {family!r} is autoregressive; score it with its causal log-probs")
+    return family
+
+
+def _check_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}={value!r} must be an int")
+
+
+def _check_counts(**counts) -> None:
+    for name, value in counts.items():
+        _check_int(name, value)
+        if value < 1:
+            raise ValueError(f"{name}={value} must be >= 1")
+
+
+def _check_cfg(cfg_scale) -> None:
+    if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)):
+        raise TypeError(f"cfg_scale={cfg_scale!r} must be a number >= 0 (0 = no classifier-free guidance)")
+    if not math.isfinite(cfg_scale) or cfg_scale < 0:
+        raise ValueError(f"cfg_scale={cfg_scale!r} must be a finite number >= 0 (0 = no classifier-free guidance)")
+
+
+def _token_ids(ids, where: str, vocab: int) -> list:
+    """A list of int token ids inside the vocabulary."""
+    if torch.is_tensor(ids):
+        if ids.is_floating_point() or ids.dtype == torch.bool:
+            raise TypeError(f"{where} must hold int token ids, got a {ids.dtype} tensor")
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        raise TypeError(f"{where}={ids!r} must be a list of int token ids")
+    ids = list(ids)
+    for t in ids:
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+            raise TypeError(f"{where} must hold int token ids, got {t!r}")
+        if not 0 <= t < vocab:
+            raise ValueError(f"{where} holds token id {t}, outside the model's vocabulary of {vocab} ids "
+                             f"(0..{vocab - 1})")
+    return [int(t) for t in ids]
+
+
+def _check_pairs(pairs) -> list:
+    """A non-empty list of (context, continuation) string pairs."""
+    if isinstance(pairs, str) or pairs is None or not hasattr(pairs, "__iter__"):
+        raise TypeError(f"pairs={pairs!r} must be a list of (context, continuation) string pairs")
+    if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(p, str) for p in pairs):
+        raise TypeError(f"pairs={pairs!r} is one pair: pairs must be a list of (context, continuation) pairs, "
+                        f"e.g. [{pairs!r}]")
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("pairs is empty: give at least one (context, continuation) pair")
+    for i, pair in enumerate(pairs):
+        if isinstance(pair, str) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"pairs[{i}]={pair!r} must be a (context, continuation) pair of strings")
+        for name, text in zip(("context", "continuation"), pair):
+            if not isinstance(text, str):
+                raise TypeError(f"the {name} of pairs[{i}] is {text!r}; it must be a str")
+        if not pair[1]:
+            raise ValueError(f"the continuation of pairs[{i}] is empty; there is nothing to score")
+    return pairs
 
 
 def encode_pair(tok, context: str, continuation: str, bos_id: Optional[int] = None) -> tuple:
@@ -224,7 +307,14 @@ def loglikelihood(model, tok, pairs: Sequence[tuple], *, mc_samples: int = 128, 
 
     definition: "official" (default; the family's own harness) or "bare" -- see the module docstring.
     Returns a list of floats, or of (value, stderr) with return_stderr=True."""
-    family = family_of(model)
+    family = _check_model(model)
+    check_definition(definition)
+    if not callable(tok):
+        raise TypeError(f"tok={tok!r} must be the model's tokenizer (e.g. from dllmq.load_model)")
+    for name, flag in (("return_stderr", return_stderr), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}={flag!r} must be a bool")
+    pairs = _check_pairs(pairs)
     encoded = [harness_pair(tok, family, c, y, definition) for c, y in pairs]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     res = mc_loglikelihood(model, [c for c, _ in encoded], [y for _, y in encoded], mc_samples=mc_samples,

@@ -1,22 +1,22 @@
 """Graders: final-number exact match for math, sandboxed execution of hidden tests for code.
 
-Generated code is never run in this process. Each program runs in a fresh `python -I -S` subprocess
-(isolated mode: no PYTHON* variables, no script dir on sys.path; -S: no site-packages, so neither this
-project nor any installed package can be imported, only the standard library), in an empty temporary
-directory, with a minimal environment, CPU-time and memory limits, and a wall-clock timeout after which
-its whole process group is killed. A program passes when it exits with status 0.
+Generated code is never run in this process. Each program runs under `sandbox.run` (see that module):
+a fresh `python -I -S` (no PYTHON* variables, no script dir or site-packages on sys.path, so neither this
+project nor any installed package can be imported, only the standard library) in an empty temporary
+directory with a minimal environment; on Linux in its own PID, network and mount namespaces where
+permitted (otherwise process tracking and a seccomp socket filter), with limits on CPU seconds, address
+space, file size, processes and open files, its stderr read with a size cap, and its whole process tree
+killed at the wall-clock timeout. A program passes when it exits with status 0.
 """
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence
+
+from .sandbox import Limits, run
 
 DEFAULT_TIMEOUT = 5.0
 MEMORY_LIMIT = 1 << 30  # bytes of address space per program
@@ -28,41 +28,30 @@ class RunResult:
     passed: bool
     status: str  # "passed" | "failed" | "timeout"
     output: str  # the last lines of stderr (why it failed)
+    returncode: Optional[int] = None  # exit status; -N: killed by signal N; None: timed out
+    stderr: str = ""  # the captured tail of stderr (at most Limits.output_bytes)
+    stderr_bytes: int = 0  # how many bytes the program wrote to stderr in all
+    isolation: Dict[str, str] = field(default_factory=dict)  # which mechanism covered what (see sandbox)
 
 
-# Runs first in the child: resource limits (POSIX), then the program as __main__ (thread-safe, unlike preexec_fn).
-_LIMITS = (
-    "import resource\n"
-    "resource.setrlimit(resource.RLIMIT_CPU, (int(sys.argv[2]), int(sys.argv[2])))\n"
-    "resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[3]), int(sys.argv[3])))\n"
-)
-_BOOT = "import runpy, sys\n{limits}sys.argv = sys.argv[1:2]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
-
-
-def run_program(source: str, timeout: float = DEFAULT_TIMEOUT) -> RunResult:
-    """Run `source` as a script in a sandboxed subprocess; passed = exit status 0 within `timeout` s."""
+def run_program(source: str, timeout: float = DEFAULT_TIMEOUT, limits: Optional[Limits] = None) -> RunResult:
+    """Run `source` as a script in the sandbox; passed = exit status 0 within `timeout` s."""
     if timeout <= 0:
         raise ValueError(f"timeout={timeout} must be > 0 seconds")
-    with tempfile.TemporaryDirectory(prefix="dllmq_grade_") as tmp:
-        path = os.path.join(tmp, "program.py")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(source)
-        env = {"PATH": os.defpath, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-        boot = _BOOT.format(limits=_LIMITS if os.name == "posix" else "")
-        cmd = [sys.executable, "-I", "-S", "-c", boot, "program.py", str(int(timeout) + 1), str(MEMORY_LIMIT)]
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+    out = run(source, timeout, limits or Limits(memory_bytes=MEMORY_LIMIT))
+    err = out.stderr.decode("utf-8", "replace")
+    tail = "\n".join(err.strip().splitlines()[-3:])
+    if out.timed_out:
+        return RunResult(False, "timeout", f"timed out after {timeout} s", None, err, out.stderr_bytes, out.isolation)
+    if out.returncode is not None and out.returncode < 0:
         try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the program and anything it started
-            except ProcessLookupError:
-                pass
-            proc.communicate()
-            return RunResult(False, "timeout", f"timed out after {timeout} s")
-    tail = "\n".join(err.decode("utf-8", "replace").strip().splitlines()[-3:])
-    return RunResult(proc.returncode == 0, "passed" if proc.returncode == 0 else "failed", tail)
+            name = signal.Signals(-out.returncode).name
+        except ValueError:
+            name = str(-out.returncode)
+        tail = (tail + "\n" if tail else "") + f"killed by {name}"
+    passed = out.returncode == 0
+    return RunResult(passed, "passed" if passed else "failed", tail, out.returncode, err, out.stderr_bytes,
+                     out.isolation)
 
 
 def code_program(prompt: str, completion: str, tests: str, entry_point: Optional[str] = None) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -167,14 +168,83 @@ def validate_task_file(path) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in config]
     if missing:
         raise TaskConfigError(f"task file {path} lacks required keys {missing} (needs {list(REQUIRED_KEYS)})")
+    if config["output_type"] not in OUTPUT_TYPES:
+        raise TaskConfigError(f"task file {path}: output_type={config['output_type']!r} is unknown; "
+                              f"allowed: {list(OUTPUT_TYPES)}")
     if "dataset_path" not in config and "custom_dataset" not in config:
         raise TaskConfigError(f"task file {path} names no data: give dataset_path (e.g. json) or custom_dataset")
     files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
+    if not isinstance(files, (str, list, dict)):
+        raise TaskConfigError(f"task file {path}: data_files={files!r} must be a path, a list of paths or a mapping "
+                              "split -> path")
     for split, file in (files.items() if isinstance(files, dict) else [("data", files)]):
         for f in (file if isinstance(file, list) else [file]):
             if "://" not in str(f) and not Path(f).exists():
                 raise FileNotFoundError(f"task file {path}: data file {f} of split {split!r} does not exist")
+            if "://" not in str(f) and config.get("dataset_path") == "json" and Path(f).suffix in (".jsonl", ".json"):
+                validate_jsonl_rows(Path(f), config, where=f"task file {path}: data file {f}")
     return config
+
+
+OUTPUT_TYPES = ("multiple_choice", "generate_until", "loglikelihood", "loglikelihood_rolling")
+_FIELD_KEYS = ("doc_to_text", "doc_to_target", "doc_to_choice")
+
+
+def _columns(value) -> list:
+    """Row fields a doc_to_* entry reads: a bare column name, or the names a Jinja template starts with."""
+    import re
+
+    if not isinstance(value, str):
+        return []
+    if re.fullmatch(r"[A-Za-z_]\w*", value):
+        return [value]
+    return re.findall(r"{{-?\s*([A-Za-z_]\w*)", value)
+
+
+def validate_jsonl_rows(file: Path, config: dict, where: str = "") -> int:
+    """Every line of a task's jsonl data is a JSON object holding the fields the task reads, of the right
+    type (multiple choice: a non-empty list of string choices and a target inside it). Returns the row count;
+    the first bad line is a TaskConfigError naming the file, the line and the field."""
+    where = where or f"data file {file}"
+    fields = {key: _columns(config.get(key)) for key in _FIELD_KEYS}
+    mc = config.get("output_type") == "multiple_choice"
+    bare = {key: cols[0] for key, cols in fields.items() if cols and cols == [config.get(key)]}
+    try:
+        lines = file.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise TaskConfigError(f"{where} is not UTF-8 text (byte {err.start})") from None
+    rows = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TaskConfigError(f"{where} line {number} is not valid JSON ({err.msg}, column {err.colno})") from None
+        if not isinstance(row, dict):
+            raise TaskConfigError(f"{where} line {number} must be a JSON object, got a {type(row).__name__}")
+        for key, cols in fields.items():
+            for col in cols:
+                if col not in row:
+                    raise TaskConfigError(f"{where} line {number} lacks field {col!r} (read by {key}); "
+                                          f"the row has {sorted(row)}")
+        text = bare.get("doc_to_text")
+        if text and not isinstance(row[text], str):
+            raise TaskConfigError(f"{where} line {number}: field {text!r} (doc_to_text) = {row[text]!r} must be a str")
+        if mc and "doc_to_choice" in bare:
+            choices = row[bare["doc_to_choice"]]
+            if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
+                raise TaskConfigError(f"{where} line {number}: choices={choices!r} must be a non-empty list of strings")
+            if "doc_to_target" in bare:
+                name, target = bare["doc_to_target"], row[bare["doc_to_target"]]
+                in_range = (isinstance(target, int) and not isinstance(target, bool) and 0 <= target < len(choices))
+                if not (in_range or (isinstance(target, str) and target in choices)):
+                    raise TaskConfigError(f"{where} line {number}: {name}={target!r} must index the {len(choices)} "
+                                          f"choices (an int 0..{len(choices) - 1}) or be one of them")
+        rows += 1
+    if not rows:
+        raise TaskConfigError(f"{where} has no rows")
+    return rows
 
 
 def validate_task_dir(path) -> list:

@@ -27,8 +27,8 @@ from .registry import METHODS, get_method, needs_calibration
 from .report import QuantReport
 
 __all__ = ["quantize", "Recipe", "CalibSpec", "QuantLinear", "QuantSpec", "ActQuantizer", "fake_quantize",
-           "QuantReport", "METHODS", "register_module", "quantized_linears", "check_fits", "save_quantized",
-           "load_quantized"]
+           "QuantReport", "METHODS", "register_module", "quantized_linears", "check_fits", "check_calib",
+           "save_quantized", "load_quantized"]
 
 
 def __getattr__(name: str):  # save/load pull in safetensors and the backends only when used
@@ -39,14 +39,90 @@ def __getattr__(name: str):  # save/load pull in safetensors and the backends on
 
 
 def check_fits(layout, recipe: Recipe) -> None:
-    """Clear error when the recipe cannot quantize this model (e.g. a group size not dividing in_features)."""
-    if recipe.group_size is None:
-        return
-    for block in layout.blocks:
-        for role, lin in block.linears.items():
+    """Clear error when the recipe cannot quantize this model, before any module changes: a group size not
+    dividing every in_features, a DuQuant block size not dividing a linear input, a size QuaRot must rotate
+    with no Hadamard matrix and no fallback, a head-dim Q/K rotation of a head size without a Hadamard matrix."""
+    from .hadamard import UnsupportedHadamardSize, is_supported, largest_hadamard_divisor
+
+    linears = [(block.index, role, lin) for block in layout.blocks for role, lin in block.linears.items()]
+    widths = sorted({lin.in_features for _, _, lin in linears})
+    if recipe.group_size is not None:
+        for index, role, lin in linears:
             if lin.in_features % recipe.group_size:
                 raise ValueError(f"group_size={recipe.group_size} does not divide in_features={lin.in_features} of "
-                                 f"block {block.index} role {role!r}; pick a divisor of every in_features")
+                                 f"block {index} role {role!r}; pick a divisor of every in_features {widths}")
+    if recipe.method == "duquant":
+        size = int(recipe.knob("block_size"))
+        for index, role, lin in linears:
+            if size < lin.in_features and lin.in_features % size:
+                divisors = [d for d in (128, 64, 32, 16, 8, 4) if all(w % d == 0 for w in widths)]
+                raise ValueError(f"knob block_size={size} must divide the input size {lin.in_features} of block "
+                                 f"{index} role {role!r} (or be >= it: one block); pick a divisor of every "
+                                 f"in_features {widths}" + (f", e.g. {divisors[0]}" if divisors else ""))
+    if recipe.method == "quarot":
+        fallback = recipe.knob("hadamard_fallback")
+        sizes = {"head_dim": layout.head_dim, "n_heads": layout.n_heads, "intermediate_size": layout.intermediate_size}
+        if recipe.knob("rotation") == "hadamard":
+            sizes = {"hidden_size": layout.hidden_size, **sizes}
+        for what, n in sizes.items():
+            rotatable = is_supported(n) or fallback == "orthogonal" or (
+                fallback == "block" and largest_hadamard_divisor(n) > 1)
+            if not rotatable:
+                raise UnsupportedHadamardSize(
+                    f"QuaRot must rotate {what}={n}, which has no Hadamard matrix, and hadamard_fallback={fallback!r} "
+                    "gives none; set hadamard_fallback='orthogonal' (or 'block' where a Hadamard order > 1 divides "
+                    "it), or take Recipe.paper('quarot', setting, model=model), which fits it")
+    rotates_qk = recipe.method in ("quarot", "duquant") and (recipe.q_bits < 16 or recipe.kv_bits < 16)
+    if rotates_qk and layout.blocks and layout.blocks[0].attention is not None and not is_supported(layout.head_dim):
+        raise UnsupportedHadamardSize(
+            f"head_dim={layout.head_dim} has no Hadamard matrix, but {recipe.method} rotates Q and K by a head-dim "
+            f"Hadamard before quantizing the attention inputs (q_bits={recipe.q_bits}, kv_bits={recipe.kv_bits}) and "
+            "no fallback applies there; keep q and kv at 16 for this model")
+
+
+def check_calib(calib, layout, model: Optional[nn.Module] = None) -> torch.Tensor:
+    """Calibration token ids (n, T) checked against the model: integer dtype, 2-D, not empty, every id in the
+    vocabulary, T within the maximum sequence length. Returns them as a LongTensor."""
+    if not torch.is_tensor(calib):
+        raise TypeError(f"calib must be a LongTensor (n, T) of token ids, got {type(calib).__name__}; "
+                        "e.g. dllmq.get_calibration(...) or torch.tensor(tok(texts).input_ids)")
+    if calib.dtype == torch.bool or calib.is_floating_point() or calib.is_complex():
+        raise TypeError(f"calib has dtype {calib.dtype}; it must hold integer token ids (torch.long), shape (n, T)")
+    if calib.dim() != 2:
+        raise ValueError(f"calib has shape {tuple(calib.shape)}; it must be (n, T): n sequences of T token ids")
+    if calib.numel() == 0:
+        raise ValueError(f"calib is empty (shape {tuple(calib.shape)}); it needs at least one sequence of one token")
+    vocab = layout.embed.num_embeddings
+    lo, hi = int(calib.min()), int(calib.max())
+    if lo < 0 or hi >= vocab:
+        raise ValueError(f"calib holds token ids in [{lo}, {hi}], but the model's vocabulary has {vocab} ids "
+                         f"(0..{vocab - 1}); encode the calibration text with this model's tokenizer")
+    from ..decoding import max_sequence_length
+
+    limit = max_sequence_length(model if model is not None else layout.model)
+    if limit is not None and calib.shape[1] > limit:
+        raise ValueError(f"calib sequences have T={calib.shape[1]} tokens, more than the model's maximum sequence "
+                         f"length {limit}; use seq_len <= {limit} (recipe option len=)")
+    return calib.long()
+
+
+def _check_options(recipe: Recipe, options: dict, batch_size, device) -> None:
+    from ..models.layout import ROLES
+    from ..models.loading import check_device
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(f"batch_size={batch_size!r} must be a positive int (calibration sequences per forward)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be a positive int (calibration sequences per forward)")
+    check_device(device)
+    if "roles" in options:
+        roles = options["roles"]
+        if isinstance(roles, str) or not isinstance(roles, (tuple, list)):
+            raise TypeError(f"roles={roles!r} must be a tuple of role names; allowed: {list(ROLES)}")
+        bad = [r for r in roles if r not in ROLES]
+        if bad or not roles or len(set(roles)) != len(roles):
+            raise ValueError(f"roles={tuple(roles)!r} must name each role at most once, at least one; "
+                             f"allowed: {list(ROLES)}")
 
 
 def method_options(method: str) -> tuple:
@@ -62,7 +138,10 @@ def quantize(model: nn.Module, recipe: Union[str, Recipe], calib: Optional[torch
     calib: calibration token ids (n, T). When None and the method needs calibration, `tok` is used to draw
     `recipe.calib` with dllmq.get_calibration. device: where blocks compute (CPU models stream to a GPU).
     options: extra keywords of the method (e.g. roles= for rtn); an unknown one is an error.
-    Embeddings, the final norm and the LM head stay in full precision."""
+    Embeddings, the final norm and the LM head stay in full precision.
+    Every input is checked before the first module changes (the recipe, the options, `check_calib`: dtype,
+    shape, token ids, length; `check_fits`: the sizes each transform needs), so a refused call leaves `model`
+    exactly as it was, also with inplace=True."""
     from ..models import get_layout
 
     recipe = Recipe.parse(recipe)
@@ -74,13 +153,23 @@ def quantize(model: nn.Module, recipe: Union[str, Recipe], calib: Optional[torch
                         f"calib, tok, device, batch_size, inplace{''.join(', ' + a for a in allowed if a not in ('device', 'batch_size'))}")
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace={inplace!r} must be a bool")
-    check_fits(get_layout(model), recipe)
-    if calib is None and needs_calibration(recipe.method):
+    _check_options(recipe, options, batch_size, device)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model={model!r} must be a torch nn.Module (e.g. from dllmq.load_model), not a "
+                        f"{type(model).__name__}")
+    layout = get_layout(model)
+    check_fits(layout, recipe)  # everything below the first module change is checked before it
+    if calib is not None:
+        calib = check_calib(calib, layout, model)
+    elif needs_calibration(recipe.method):
         if tok is None:
             raise ValueError(f"method {recipe.method!r} needs calibration data: pass calib= (LongTensor (n, T)) "
                              f"or tok= to draw {recipe.calib} with dllmq.get_calibration")
+        if not callable(tok):
+            raise TypeError(f"tok={tok!r} must be the model's tokenizer (from dllmq.load_model), used to draw "
+                            f"{recipe.calib}")
         from ..calibration import calibration_for
-        calib = calibration_for(recipe, tok)
+        calib = check_calib(calibration_for(recipe, tok), layout, model)
     if not inplace:
         model = copy.deepcopy(model)
     layout = get_layout(model)

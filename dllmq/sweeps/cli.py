@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 
 from .store import ResultStore, merge_stores
 from .sweep import grid, parse_shard, run_sweep, shard_cells
+from .validate import read_grid_file
 
 SUBCOMMANDS = ("run", "list", "merge", "show", "repair")
 
@@ -34,12 +34,10 @@ def load_callable(spec: str):
     return getattr(importlib.import_module(module_name), attr)
 
 
-def load_grid_file(path: str) -> list:
-    spec = json.loads(Path(path).read_text())
-    missing = [k for k in ("models", "recipes", "tasks") if k not in spec]
-    if missing:
-        raise ValueError(f"grid file {path} lacks {missing}; it needs models, recipes, tasks (variants optional)")
-    return grid(spec["models"], spec["recipes"], spec["tasks"], spec.get("variants") or [{}])
+def load_grid_file(path: str, builtin_runner: bool = True) -> list:
+    """The cells of a JSON grid file, every one checked before anything runs (validate.read_grid_file)."""
+    spec = read_grid_file(path, builtin_runner=builtin_runner)
+    return grid(spec["models"], spec["recipes"], spec["tasks"], spec["variants"])
 
 
 def default_store(preset: str, model: str, shard) -> Path:
@@ -81,7 +79,7 @@ def cmd_run(argv: list) -> int:
     shard = parse_shard(args.shard)
     limit = _limit(args.limit)
     if args.grid:
-        cells = load_grid_file(args.grid)
+        cells = load_grid_file(args.grid, builtin_runner=not args.cell_fn)
         runner = None
         name = Path(args.grid).stem
     else:
@@ -133,6 +131,9 @@ def cmd_show(argv: list) -> int:
     p = argparse.ArgumentParser(prog="dllmq sweep show")
     p.add_argument("store")
     args = p.parse_args(argv)
+    if not Path(args.store).is_file():
+        raise FileNotFoundError(f"store {args.store} does not exist (a sweep writes it; `dllmq sweep list` shows "
+                                "the presets)")
     store = ResultStore(args.store)
     frame = store.to_frame()
     print(frame[["model", "recipe", "task", "metric", "variant", "value", "stderr", "n"]].to_string(index=False))

@@ -83,3 +83,19 @@ def to_markdown(table: pd.DataFrame) -> str:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+COMPUTE_KEYS = ("threads", "cpu", "cpu_capability", "torch")  # what a seeded demo number depends on
+
+
+def compute_settings(records, cell_ids) -> list:
+    """The distinct compute settings (threads, CPU, kernel family, torch) the given cells were run under:
+    one entry for a table made in one run; more when a resumed store mixes machines or thread counts."""
+    seen = []
+    for record in records:
+        if record.get("cell") in cell_ids:
+            facts = {key: (record.get("versions") or {}).get(key) for key in COMPUTE_KEYS}
+            if facts not in seen:
+                seen.append(facts)
+    return seen
+

@@ -21,7 +21,10 @@ from ..env import device as default_device
 
 
 class CellRunner:
-    """cell -> metric rows. `settings(cell)` says how the rows were produced (stored with them)."""
+    """cell -> metric rows. `settings(cell)` says how the rows were produced (stored with them).
+    `run_sweep` checks every cell the way this runner reads it before the first one runs (validate.py)."""
+
+    checks_cells = True  # run_sweep validates model, recipe, task and variant of each cell up front
 
     def __init__(self, limit=None, device: Optional[str] = None, dtype: Optional[torch.dtype] = None,
                  seed: int = 0, decoding: Optional[dict] = None):

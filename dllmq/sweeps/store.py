@@ -12,6 +12,10 @@ at worst leave one torn last line, and `merge` is a dedupe. Durability rules:
 
 Record fields: model, recipe, task, metric, variant, value, stderr, n, category, cell, write (id of
 the append that wrote it), group, timestamp, settings (dict), versions (dict).
+
+4. Every line that parses must follow that schema (`check_record`: the fields present, with their types):
+   a line without `value`, with a string `group`, ... is a `StoreFormatError` naming the file, the line
+   and the field, never a record counted as complete; `repair()` removes such lines.
 """
 from __future__ import annotations
 
@@ -24,6 +28,43 @@ from typing import Iterable, Optional, Union
 
 KEY_FIELDS = ("model", "recipe", "task", "metric", "variant")
 REQUIRED_ROW_FIELDS = ("task", "metric", "value")
+STRING_FIELDS = (*KEY_FIELDS, "cell", "write")  # required, each a str
+OPTIONAL_FIELDS = {"stderr": "number", "n": "number", "category": "str", "timestamp": "str", "settings": "dict",
+                   "versions": "dict"}  # may be absent; when present, of this type (numbers and str may be null)
+
+
+class StoreFormatError(ValueError):
+    """A line of a results store parses as JSON but does not follow the record schema."""
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def record_problem(record) -> Optional[str]:
+    """What is wrong with one parsed store line (None when it follows the schema)."""
+    if not isinstance(record, dict):
+        return f"a record must be a JSON object, got a {type(record).__name__}"
+    for name in (*STRING_FIELDS, "value", "group"):
+        if name not in record:
+            return f"field {name!r} is missing"
+    for name in STRING_FIELDS:
+        if not isinstance(record[name], str):
+            return f"{name}={record[name]!r} must be a str"
+    if record["value"] is not None and not _is_number(record["value"]):
+        return f"value={record['value']!r} must be a number or null"
+    group = record["group"]
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+        return f"group={group!r} must be a positive int (the number of lines of its cell)"
+    for name, kind in OPTIONAL_FIELDS.items():
+        if name not in record:
+            continue
+        value = record[name]
+        ok = {"number": value is None or _is_number(value), "str": value is None or isinstance(value, str),
+              "dict": isinstance(value, dict)}[kind]
+        if not ok:
+            return f"{name}={value!r} must be a {kind}" + ("" if kind == "dict" else " or null")
+    return None
 
 
 def record_key(record: dict) -> tuple:
@@ -74,10 +115,17 @@ def atomic_write_text(path: Union[str, Path], text: str) -> None:
 class ResultStore:
     """A JSON-lines results file. Cheap to open; every read re-parses the file (it is small)."""
 
-    def __init__(self, path: Union[str, Path]):
+    def __init__(self, path: Union[str, Path], must_exist: bool = False):
+        if not isinstance(path, (str, Path)):
+            raise TypeError(f"path={path!r} must be the path of a .jsonl results file")
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ValueError(f"store path {self.path} is a directory; give a results file (e.g. results/run.jsonl)")
+        if must_exist and not self.path.is_file():
+            raise FileNotFoundError(f"store {self.path} does not exist (nothing has been run into it yet?)")
         self.skipped_lines = 0  # lines that did not parse on the last read (torn writes)
         self.incomplete_cells = 0  # cells with fewer lines than their group size on the last read
+        self.invalid_lines = 0  # lines that parse but break the schema (removed by repair)
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.path)!r})"
@@ -88,8 +136,21 @@ class ResultStore:
         """Store every metric row of one finished cell atomically; returns the records written.
 
         rows: dicts with at least task, metric, value (optional stderr, n, category)."""
+        if not isinstance(cell_id, str) or not cell_id:
+            raise ValueError(f"cell_id={cell_id!r} must be a non-empty str")
+        for name, value in (("model", model), ("recipe", recipe), ("variant", variant)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name}={value!r} must be a str")
+        for name, value in (("settings", settings), ("versions", versions)):
+            if value is not None and not isinstance(value, dict):
+                raise TypeError(f"{name}={value!r} must be a dict or None")
+        if not isinstance(rows, (list, tuple)):
+            raise TypeError(f"rows must be a list of dicts with task, metric, value; got a {type(rows).__name__}")
         if not rows:
             raise ValueError(f"rows is empty for cell {cell_id!r}: a cell must produce at least one metric")
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise TypeError(f"rows[{i}]={row!r} must be a dict with task, metric, value")
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
         write_id = f"{time.time_ns():x}-{os.getpid():x}"  # groups the lines of this one write
         records = []
@@ -104,6 +165,10 @@ class ResultStore:
                 "write": write_id, "group": len(rows), "timestamp": stamp, "settings": settings or {},
                 "versions": versions or {},
             })
+        for i, record in enumerate(records):
+            problem = record_problem(record)
+            if problem:
+                raise ValueError(f"rows[{i}] of cell {cell_id!r}: {problem}")
         keys = [record_key(r) for r in records]
         if len(set(keys)) != len(keys):
             raise ValueError(f"rows of cell {cell_id!r} repeat a (task, metric) pair; each must be unique")
@@ -133,25 +198,34 @@ class ResultStore:
             return handle.read(1) == b"\n"
 
     # ---- reading -------------------------------------------------------------------------------
-    def _parse(self) -> list:
-        """Valid records of complete cells, in file order (duplicates kept)."""
+    def _parse(self, strict: bool = True) -> list:
+        """Valid records of complete cells, in file order (duplicates kept). A line that parses but breaks the
+        schema raises StoreFormatError (strict) or is dropped and counted in `invalid_lines`."""
         self.skipped_lines = 0
         self.incomplete_cells = 0
+        self.invalid_lines = 0
         if not self.path.exists():
             return []
         parsed = []
         with open(self.path, "rb") as handle:
-            for raw in handle:
+            for number, raw in enumerate(handle, start=1):
                 line = raw.strip()
                 if not line:
                     continue
                 try:
                     record = json.loads(line.decode("utf-8"))
                 except (UnicodeDecodeError, json.JSONDecodeError):
-                    self.skipped_lines += 1
+                    self.skipped_lines += 1  # a torn write: its cell is incomplete and reruns
                     continue
-                if not isinstance(record, dict) or not {"cell", "write", "group"} <= set(record):
-                    self.skipped_lines += 1
+                problem = record_problem(record)
+                if problem:
+                    if strict:
+                        raise StoreFormatError(
+                            f"store {self.path} line {number}: {problem}; every line is one record with "
+                            f"{list(STRING_FIELDS)} (str), value (number or null), group (positive int) and "
+                            f"optionally {list(OPTIONAL_FIELDS)}. Remove the line with "
+                            f"`dllmq sweep repair {self.path}`")
+                    self.invalid_lines += 1
                     continue
                 parsed.append(record)
         # a cell is complete when one write of it has all `group` distinct keys present
@@ -205,7 +279,7 @@ class ResultStore:
             return 0
         with open(self.path, "rb") as handle:
             before = sum(1 for raw in handle if raw.strip())
-        kept = self._parse()
+        kept = self._parse(strict=False)
         removed = before - len(kept)
         if removed:
             atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))

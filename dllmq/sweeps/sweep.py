@@ -124,8 +124,11 @@ def shard_cells(cells: Sequence[Cell], index: int, count: int, by: str = "group"
 
 
 def collect_versions() -> dict:
-    """Versions written with every result (what produced a number matters when comparing runs)."""
+    """Versions and compute facts written with every result (what produced a number matters when comparing
+    runs): python, dllmq, torch, transformers, lm_eval, and threads / cpu / cpu_capability (env.compute_facts)."""
     import importlib
+
+    from ..env import compute_facts
 
     versions = {"python": platform.python_version()}
     for name in ("dllmq", "torch", "transformers", "lm_eval"):
@@ -133,7 +136,7 @@ def collect_versions() -> dict:
             versions[name] = getattr(importlib.import_module(name), "__version__", "installed")
         except Exception:
             versions[name] = None
-    return versions
+    return {**versions, **compute_facts()}
 
 
 def rows_from(result) -> list:
@@ -183,10 +186,20 @@ def run_sweep(cells: Iterable[Cell], cell_fn: Callable, store: Union[str, Result
     cell_fn may define `settings(cell) -> dict` (written with every record). A failing cell raises unless
     keep_going=True, which records it in the summary (and in no store line) and moves on.
 
+    The whole grid is checked before any cell runs (`validate.validate_cells`): a bad recipe, task or variant
+    anywhere raises GridError listing every bad cell, with nothing evaluated. A cell function with
+    `checks_cells = True` (the built-in CellRunner) gets each cell checked as that runner reads it; any other
+    cell function gives the cells its own meaning, so only their structure is checked.
+
     Data-parallel (`accelerate launch`, WORLD_SIZE > 1): every process runs every cell (lm-eval shards the
     documents of a task over the processes and gathers the metrics on rank 0); only rank 0 writes."""
+    from .validate import validate_cells
+
+    if not callable(cell_fn):
+        raise TypeError(f"cell_fn={cell_fn!r} must be callable: cell -> metric rows (e.g. CellRunner())")
     store = store if isinstance(store, ResultStore) else ResultStore(store)
-    cells = list(dict.fromkeys(cells))  # drop repeated cells, keep order
+    cells = validate_cells(dict.fromkeys(validate_cells(cells, builtin_runner=False)),
+                           builtin_runner=bool(getattr(cell_fn, "checks_cells", False)))  # unique, in order
     if shard is not None:
         cells = shard_cells(cells, *parse_shard(shard), by=shard_by)
     rank, _ = dist_info()

@@ -3,7 +3,7 @@
 1. a denoising run, printed step by step;
 2. the full-precision tiny model on TinyBench, per category;
 3. every PTQ method at W4A16, W3A16, W8A8 and W4A4 on TinyBench, a results table against FP and two
-   figures (a resumable store under --out; --no-grid skips this part). About two minutes on 2 CPU cores.
+   figures (a resumable store under --out; --no-grid skips this part). About three minutes on 2 CPU cores.
 """
 from __future__ import annotations
 

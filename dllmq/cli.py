@@ -47,7 +47,8 @@ def main(argv=None) -> int:
         from .env import quiet_libraries
 
         quiet_libraries()
-        rest = [a for a in rest if a != "--verbose"] if name != "demo" else rest
+    if name in QUIET_COMMANDS and name != "demo":  # demo's own parser takes --verbose; the others never see it
+        rest = [a for a in rest if a != "--verbose"]
     module = importlib.import_module(COMMANDS[name][0])
     try:
         return int(module.main(rest) or 0)

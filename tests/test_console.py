@@ -26,3 +26,18 @@ def test_demo_shows_one_progress_bar_and_its_tables(tmp_path):
     verbose_out, verbose_err = _run(["demo", "--no-grid", "--limit", "1", "--verbose", "--out",
                                      str(tmp_path / "v")], tmp_path)
     assert any("Loading weights" in line for line in verbose_err)  # what the quiet mode hides
+
+
+def test_verbose_is_taken_by_dllmq_and_never_reaches_lm_eval(monkeypatch):
+    """`dllmq eval ... --verbose` keeps the libraries' output; lm-eval's parser would refuse the flag."""
+    import importlib
+
+    from dllmq import cli
+
+    seen = []
+    module = importlib.import_module(cli.COMMANDS["eval"][0])
+    monkeypatch.setattr(module, "main", lambda argv: seen.append(list(argv)) or 0)
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert cli.main(["eval", "--tasks", "tinybench_general", "--verbose"]) == 0
+    assert os.environ["TQDM_DISABLE"] == "0"  # verbose: the progress bars stay on
+    assert seen == [["--tasks", "tinybench_general"]]

@@ -112,6 +112,8 @@ def evaluate(model, tok, tasks: Union[str, Sequence[str]] = ("tinybench",), limi
                                       verbosity="ERROR" if not verbose else None)
     finally:
         logging.getLogger("lm_eval").setLevel(level)
+    if results is None:  # a non-zero rank of a data-parallel launch: lm-eval reports on rank 0 only
+        return pd.DataFrame(columns=COLUMNS)
     table = results_table(results)
     if log_samples:
         table.attrs["samples"] = results.get("samples")

@@ -21,10 +21,22 @@ on (seed, request tokens): the same seed gives every model the same masks. Rolli
 requests always use the bare definition (neither harness defines them). Chat models: use lm-eval's
 `--apply_chat_template` (this class implements `apply_chat_template`). is_greedy is not computed (always False),
 as in LLaDA's evaluation with is_check_greedy=False: no TinyBench or paper metric uses it.
+
+Data parallel (`torchrun --nproc_per_node N -m dllmq eval ...`; docs/cluster.md): the class takes its rank,
+world size and device from the launcher (RANK, WORLD_SIZE, LOCAL_RANK: `cuda:LOCAL_RANK` on GPUs), joins a
+gloo group started from the launcher's MASTER_ADDR / MASTER_PORT, and gives lm-eval's evaluator what it calls
+to split the documents over the processes and gather the per-document metrics on rank 0 (`all_gather`,
+`gather_object`, `barrier`). A request's value depends only on the request -- likelihood masks come from
+(seed, tokens) and requests of equal length share a forward, never padded -- so a sharded run merges to the
+single process's metrics. Greedy generation pads prompts of different lengths in a batch (gen_batch_size):
+that moves logits by rounding only (~1e-5), and batch size 1 (the paper presets) depends on nothing.
+Sampled decoding (temperature > 0) draws from one generator per batch: sharded samples are as valid but not
+the same draws. `served` lists the documents this process scored, per task.
 """
 from __future__ import annotations
 
 import warnings
+from collections import defaultdict
 from typing import Optional
 
 import torch
@@ -34,6 +46,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm.auto import tqdm
 
 from ..decoding import REMASKING, check_sampler_mode, generate
+from ..env import launch, process_group
 from ..likelihood import appends_eos, check_definition, harness_pair, mc_loglikelihood
 from ..models.layout import family_of
 
@@ -68,11 +81,14 @@ class DllmqLM(LM):
         # 1. the model: in memory, or loaded by name (tiny, a hub id, a local dir)
         if (model is None) != (tokenizer is None):
             raise ValueError("pass both model= and tokenizer= (an in-memory model), or neither (pretrained=NAME)")
+        self._rank, self._world_size, self._local_rank = launch()  # 0, 1, 0 in a plain process
         if model is None:
             from ..models import load_model
             if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
                 warnings.warn(f"device={device!r} but no GPU is visible (lm-eval's CLI default is cuda); using cpu")
                 device = "cpu"
+            if self._world_size > 1 and device is not None and str(device).startswith("cuda"):
+                device = f"cuda:{self._local_rank}"  # one GPU per process (the CLI passes one device for all)
             if dtype is not None and str(dtype) not in DTYPES and str(dtype) != "auto":
                 raise ValueError(f"dtype={dtype!r} is unknown; allowed: {sorted(DTYPES)} or 'auto'")
             torch_dtype = DTYPES.get(str(dtype)) if dtype is not None else None
@@ -83,6 +99,8 @@ class DllmqLM(LM):
                              "Evaluate autoregressive baselines with lm-eval's own 'hf' model.")
         self.model, self.tok = model.eval(), tokenizer
         self._device = next(model.parameters()).device
+        self._served = defaultdict(set)  # task name -> ids of the documents this process scored
+        process_group()  # every rank joins the group now, before lm-eval's first collective (None: one process)
         # 2. likelihood and decoding settings, checked once
         self.mc_samples = _positive_int("mc_samples", mc_samples, allow_none=False)
         if str(batch_size).startswith("auto"):
@@ -106,6 +124,45 @@ class DllmqLM(LM):
         self.max_length = _positive_int("max_length", max_length) or int(limit)
         self.progress = bool(progress)
 
+    # ---- data parallel: what lm-eval's evaluator calls to split requests and gather results --------
+    # lm-eval 0.4.x reads `rank` / `world_size` (the base class's properties over _rank / _world_size) to
+    # give each process every world_size-th document, `all_gather`s the per-rank request counts to pad the
+    # shorter ranks with copies of their last request (equal forward counts), calls `barrier` after each
+    # request type and `gather_object`s the per-document metrics to rank 0, which alone aggregates.
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The tensors of every process, concatenated along dim 0 in rank order (0-d tensors become rows)."""
+        if self._world_size == 1:
+            return tensor
+        dist = process_group()
+        local = tensor.detach().reshape(1) if tensor.dim() == 0 else tensor.detach()
+        if dist.get_backend() == "gloo":
+            local = local.cpu()
+        parts = [torch.empty_like(local) for _ in range(self._world_size)]
+        dist.all_gather(parts, local.contiguous())
+        return torch.cat(parts).to(tensor.device)
+
+    def gather_object(self, obj, dst: int = 0):
+        """[obj of rank 0, obj of rank 1, ...] on rank `dst`; None on the other ranks."""
+        if self._world_size == 1:
+            return [obj]
+        dist = process_group()
+        result = [None] * self._world_size if self._rank == dst else None
+        dist.gather_object(obj, result, dst=dst)
+        return result
+
+    def barrier(self) -> None:
+        if self._world_size > 1:
+            process_group().barrier()
+
+    @property
+    def served(self) -> dict:
+        """task name -> sorted ids of the documents this process scored (about 1/world_size of each task)."""
+        return {task: sorted(ids) for task, ids in self._served.items()}
+
+    def _count(self, requests) -> None:
+        for r in requests:
+            self._served[getattr(r, "task_name", None) or "?"].add(getattr(r, "doc_id", None))
+
     # ------------------------------------------------------------------------------------------------
     @property
     def tokenizer_name(self) -> str:
@@ -119,13 +176,27 @@ class DllmqLM(LM):
 
     # ------------------------------------------------------------------------------------------------
     def _score(self, contexts: list, continuations: list, disable_tqdm: bool, definition: str) -> list:
-        return mc_loglikelihood(self.model, contexts, continuations, mc_samples=self.mc_samples,
-                                batch_size=self.batch_size, seed=self.seed, cfg_scale=self.cfg_scale,
-                                pad_id=self.tok.pad_token_id or 0, definition=definition,
-                                eos_id=self.tok.eos_token_id, progress=self.progress and not disable_tqdm)
+        """[(estimate, stderr)] per request. Requests of equal length (context + continuation) are scored
+        together and identical requests once: no row is ever padded, so a request's value does not depend on
+        which requests share its forward -- the same in one process, on any rank of a sharded run, and for
+        the copies lm-eval pads the shorter ranks with (masks come from (seed, tokens) alone)."""
+        distinct = dict.fromkeys((tuple(c), tuple(y)) for c, y in zip(contexts, continuations))  # in order
+        buckets = defaultdict(list)  # total length -> the distinct requests of that length
+        for pair in distinct:
+            buckets[len(pair[0]) + len(pair[1])].append(pair)
+        scores = {}
+        bar = tqdm(buckets.values(), desc="MC likelihood", unit="length", disable=disable_tqdm or not self.progress)
+        for pairs in bar:
+            values = mc_loglikelihood(self.model, [list(c) for c, _ in pairs], [list(y) for _, y in pairs],
+                                      mc_samples=self.mc_samples, batch_size=self.batch_size, seed=self.seed,
+                                      cfg_scale=self.cfg_scale, pad_id=self.tok.pad_token_id or 0,
+                                      definition=definition, eos_id=self.tok.eos_token_id)
+            scores.update(zip(pairs, values))
+        return [scores[(tuple(c), tuple(y))] for c, y in zip(contexts, continuations)]
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list:
         """[(log p(continuation | context) by the MC masked ELBO, False)] per request (`likelihood` definition)."""
+        self._count(requests)
         pairs = [harness_pair(self.tok, self.family, ctx, cont, self.likelihood) for ctx, cont in (r.args for r in requests)]
         room = self.max_length - int(appends_eos(self.family, self.likelihood))  # the appended EOS needs a slot
         ctxs = [c[-max(1, room - len(y)):] if len(c) + len(y) > room else c for c, y in pairs]  # keep the end
@@ -140,6 +211,7 @@ class DllmqLM(LM):
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list:
         """Sum of the ELBO over disjoint windows of at most max_length tokens (each with maximal context)."""
+        self._count(requests)
         prefix = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
         ctxs, conts, owner = [], [], []
         for i, r in enumerate(requests):
@@ -183,6 +255,7 @@ class DllmqLM(LM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list:
         """Denoise an answer per request, batched by identical settings, cut at EOS and the stop strings."""
+        self._count(requests)
         jobs = {}
         for i, r in enumerate(requests):
             context, gen_kwargs = r.args

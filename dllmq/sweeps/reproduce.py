@@ -7,8 +7,9 @@
 
 Every cell (model x recipe x task) is quantized with `Recipe.paper(...)`, evaluated with the paper's
 task presets (Table A1) through lm-eval, and appended to a results store, so an interrupted run resumes
-where it stopped. Data-parallel over GPUs: run the same command under `accelerate launch -m dllmq ...`
-(lm-eval shards the documents of each task over the processes; see docs/cluster.md).
+where it stopped. Data parallel: run the same command under `torchrun --nproc_per_node N -m dllmq ...`
+(every process quantizes the same model, lm-eval shards the documents of each task over the processes,
+rank 0 writes the store and prints the comparison; see docs/cluster.md).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from .store import ResultStore
-from .sweep import run_sweep
+from .sweep import dist_info, run_sweep
 
 TABLE_NAMES = tuple(f"table{n}" for n in (1, 2, 3, 4, 5))
 
@@ -37,7 +38,8 @@ def default_store(table: int, model: str) -> Path:
 def reproduce(table: int, model: str, *, store: Optional[str] = None, limit=None, reduced: bool = False,
               shard=None, device: Optional[str] = None, paper_model: Optional[str] = None,
               progress: bool = True, show: bool = True, runner=None):
-    """Run Table `table`'s cells for `model` into `store`; return (comparison DataFrame, store)."""
+    """Run Table `table`'s cells for `model` into `store`; return (comparison DataFrame, store).
+    In a data-parallel launch the other ranks help evaluate and return (None, store): rank 0 compares."""
     from ..models import is_tiny
     from ..paper.compare import compare
     from .presets import get_preset
@@ -47,6 +49,8 @@ def reproduce(table: int, model: str, *, store: Optional[str] = None, limit=None
     store = ResultStore(store or default_store(table, cells[0].model))
     runner = runner or preset.runner(limit=limit, device=device)
     summary = run_sweep(cells, runner, store, shard=shard, progress=progress, desc=f"table{table}")
+    if dist_info()[0] > 0:
+        return None, store
     if show:
         print(f"{summary} -> {store.path}")
     frame = store.to_frame()

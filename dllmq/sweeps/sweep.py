@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -151,16 +150,21 @@ def rows_from(result) -> list:
 
 
 def dist_info() -> tuple:
-    """(rank, world_size) of a data-parallel launch (`accelerate launch` / torchrun set RANK, WORLD_SIZE)."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    """(rank, world_size) of a data-parallel launch (torchrun / `accelerate launch` set RANK, WORLD_SIZE)."""
+    from ..env import launch
+
+    rank, world, _ = launch()
+    return rank, world
 
 
 def barrier() -> None:
-    """Wait for every data-parallel process (no-op in a single process)."""
-    if dist_info()[1] > 1:
-        from accelerate import PartialState
+    """Wait for every data-parallel process (no-op in a single process). The same torch.distributed group
+    serves the lm-eval model class (`DllmqLM`), whichever of the two starts it."""
+    from ..env import process_group
 
-        PartialState().wait_for_everyone()
+    group = process_group()
+    if group is not None:
+        group.barrier()
 
 
 @dataclass
@@ -191,8 +195,13 @@ def run_sweep(cells: Iterable[Cell], cell_fn: Callable, store: Union[str, Result
     `checks_cells = True` (the built-in CellRunner) gets each cell checked as that runner reads it; any other
     cell function gives the cells its own meaning, so only their structure is checked.
 
-    Data-parallel (`accelerate launch`, WORLD_SIZE > 1): every process runs every cell (lm-eval shards the
-    documents of a task over the processes and gathers the metrics on rank 0); only rank 0 writes."""
+    Data parallel (torchrun / `accelerate launch`, WORLD_SIZE > 1): rank 0 reads which cells are done and
+    broadcasts it; every process then runs every remaining cell (quantizing the same model deterministically;
+    lm-eval shards the documents of each task over the processes and gathers the metrics on rank 0), and only
+    rank 0 appends to the store, with `processes` (the world size) in each record's settings. A failure that
+    hits one process only (out of memory) stops the launch: torchrun ends every process, and the rerun
+    resumes."""
+    from ..env import broadcast
     from .validate import validate_cells
 
     if not callable(cell_fn):
@@ -202,12 +211,12 @@ def run_sweep(cells: Iterable[Cell], cell_fn: Callable, store: Union[str, Result
                            builtin_runner=bool(getattr(cell_fn, "checks_cells", False)))  # unique, in order
     if shard is not None:
         cells = shard_cells(cells, *parse_shard(shard), by=shard_by)
-    rank, _ = dist_info()
+    rank, world = dist_info()
     if rank == 0:
         store.repair()  # one writer per store file: cut a torn tail left by a crash before appending
-    barrier()
-    done = store.done_cells()
-    barrier()  # every process decided what to run before rank 0 appends anything
+    # rank 0 decides what is done and every process runs the same cells, in the same order: each cell's
+    # evaluation is a collective (lm-eval splits its documents), so the processes must never disagree
+    done = broadcast(store.done_cells() if rank == 0 else None)
     todo = [c for c in cells if c.id not in done]
     summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo), ran=0)
     versions = collect_versions()
@@ -229,10 +238,12 @@ def run_sweep(cells: Iterable[Cell], cell_fn: Callable, store: Union[str, Result
             if rank == 0:
                 settings = settings_of(cell) if callable(settings_of) else {}
                 store.append_cell(cell.id, rows, model=cell.model, recipe=cell.recipe, variant=cell.variant,
-                                  settings={"cell_task": cell.task, **settings}, versions=versions)
+                                  settings={"cell_task": cell.task, "processes": world, **settings},
+                                  versions=versions)
             summary.ran += 1
             bar.update(1)
     finally:
         bar.close()
+    barrier()  # every process returns once rank 0 has written the last cell: the store is complete to read
     summary.seconds = time.perf_counter() - start
     return summary

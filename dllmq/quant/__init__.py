@@ -132,12 +132,14 @@ def method_options(method: str) -> tuple:
 
 
 def quantize(model: nn.Module, recipe: Union[str, Recipe], calib: Optional[torch.Tensor] = None, *, tok=None,
-             device=None, batch_size: int = 8, inplace: bool = False, **options) -> tuple:
+             device=None, batch_size: int = 8, inplace: bool = False, backend: str = "fake", **options) -> tuple:
     """Quantize a copy of `model` (or `model` itself with inplace=True) with `recipe`; returns (model, QuantReport).
 
     calib: calibration token ids (n, T). When None and the method needs calibration, `tok` is used to draw
     `recipe.calib` with dllmq.get_calibration. device: where blocks compute (CPU models stream to a GPU).
     options: extra keywords of the method (e.g. roles= for rtn); an unknown one is an error.
+    backend: "fake" (quantize-dequantize in float, the reference) or "kernel" (then `kernels.to_kernel`: real
+    int8 GEMMs for W<=8A<=8 per-channel recipes, the int4 weight-pack matmul for W<=4A16 g32..256).
     Embeddings, the final norm and the LM head stay in full precision.
     Every input is checked before the first module changes (the recipe, the options, `check_calib`: dtype,
     shape, token ids, length; `check_fits`: the sizes each transform needs), so a refused call leaves `model`
@@ -153,6 +155,8 @@ def quantize(model: nn.Module, recipe: Union[str, Recipe], calib: Optional[torch
                         f"calib, tok, device, batch_size, inplace{''.join(', ' + a for a in allowed if a not in ('device', 'batch_size'))}")
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace={inplace!r} must be a bool")
+    if backend not in ("fake", "kernel"):
+        raise ValueError(f"backend={backend!r} is unknown; allowed: 'fake', 'kernel'")
     _check_options(recipe, options, batch_size, device)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model={model!r} must be a torch nn.Module (e.g. from dllmq.load_model), not a "
@@ -182,4 +186,7 @@ def quantize(model: nn.Module, recipe: Union[str, Recipe], calib: Optional[torch
     report.recipe, report.method = str(recipe), recipe.method
     report.total_time_s = time.perf_counter() - t0
     model.dllmq_recipe = str(recipe)
+    if backend == "kernel":
+        from .kernels import to_kernel
+        to_kernel(model)
     return model, report

@@ -240,6 +240,8 @@ def layer_weight_bytes(layer: nn.Module) -> int:
     """Bytes held for one linear's weight and its quantization parameters (bias excluded)."""
     if isinstance(layer, PackedLinear):
         return sum(_bytes(t) for t in (layer.qweight, layer.scales, layer.zeros, layer.g_idx))
+    if callable(getattr(layer, "weight_bytes", None)):  # kernel-backend layers (kernels.py) count their own layout
+        return layer.weight_bytes()
     total = _bytes(layer.weight)
     state = getattr(layer.weight, "quant_state", None)  # bitsandbytes NF4
     if state is not None:
@@ -259,7 +261,7 @@ def memory_table(model: nn.Module, recipe: str = "rtn:w4a16g128", calib: Optiona
     """Measured weight bytes of the block linears in each storage format (pandas DataFrame).
 
     The model is deep-copied for every row; `recipe` (weight-only, <= 4 bits) makes the fake-quant and
-    packed rows."""
+    packed rows. (The kernel backend's layouts: benchmarks/bench_lowbit.py and kernels.py.)"""
     import pandas as pd
 
     from . import quantize

@@ -9,6 +9,8 @@
 `load_quantized` rebuilds the architecture from config.json, puts back each recorded module (classes are
 found through `qlinear.register_module`), then loads the tensors strictly: outputs are identical.
 packed=True stores weight-only layers as PackedLinear (int4 codes, fp32 scales: still bit-exact).
+Kernel-backend layers (`kernels.Int8Linear`, `Int4WeightLinear`) save their portable codes and load straight
+back into the kernel layout of the machine that loads them.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ def _import_serializable() -> None:
         except ModuleNotFoundError:
             pass
     importlib.import_module("dllmq.quant.backends")
+    importlib.import_module("dllmq.quant.kernels")  # Int8Linear, Int4WeightLinear (kernel backend)
 
 
 def _special_modules(model: nn.Module) -> dict:

@@ -57,6 +57,13 @@ def process_group():
     return dist
 
 
+def barrier() -> None:
+    """Wait for every data-parallel process (no-op in a single process)."""
+    dist = process_group()
+    if dist is not None:
+        dist.barrier()
+
+
 def broadcast(obj, src: int = 0):
     """`obj` as rank `src` holds it, on every process (itself in a single process): one process decides
     (e.g. which cells of a sweep are done), every process acts on the same decision."""

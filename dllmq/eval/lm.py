@@ -46,7 +46,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm.auto import tqdm
 
 from ..decoding import REMASKING, check_sampler_mode, generate
-from ..env import launch, process_group
+from ..env import barrier, launch, process_group
 from ..likelihood import appends_eos, check_definition, harness_pair, mc_loglikelihood
 from ..models.layout import family_of
 
@@ -151,8 +151,7 @@ class DllmqLM(LM):
         return result
 
     def barrier(self) -> None:
-        if self._world_size > 1:
-            process_group().barrier()
+        barrier()
 
     @property
     def served(self) -> dict:

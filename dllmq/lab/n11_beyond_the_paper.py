@@ -28,6 +28,7 @@ def kernel_vs_fake(model, recipes=("rtn:w8a8", "rtn:w4a16g128"), n_tokens: int =
 
     from ..quant import quantize
     from ..quant.backends import weight_memory
+    from ..quant.kernels import Int4WeightLinear, Int8Linear
 
     ids = torch.randint(4, 100, (2, n_tokens), generator=torch.Generator().manual_seed(0))
     rows = []
@@ -36,8 +37,7 @@ def kernel_vs_fake(model, recipes=("rtn:w8a8", "rtn:w4a16g128"), n_tokens: int =
         kernel, _ = quantize(model, recipe, backend="kernel")
         with torch.no_grad():
             a, b = kernel(input_ids=ids).logits, fake(input_ids=ids).logits
-        kinds = sorted({type(m).__name__ for m in kernel.modules() if type(m).__name__.endswith(("Int8Linear",
-                                                                                               "WeightLinear"))})
+        kinds = sorted({type(m).__name__ for m in kernel.modules() if isinstance(m, (Int8Linear, Int4WeightLinear))})
         rows.append({"recipe": recipe, "kernel": ", ".join(kinds),
                      "rel_logit_diff": ((a - b).norm() / b.norm()).item(),
                      "fake_weight_mib": weight_memory(fake) / 2**20, "kernel_weight_mib": weight_memory(kernel) / 2**20})

@@ -59,17 +59,23 @@ def can_pack(q: QuantLinear) -> bool:
 
 
 @torch.no_grad()
+def weight_codes(q: QuantLinear) -> tuple:
+    """Unsigned codes u = clamp(round(W_hat / s) + z - qmin, 0, 2^b - 1) (out, in) of a quantized QuantLinear,
+    their offsets o = z - qmin (out, G), and the column -> group map: W_hat = s[:, g_idx] (u - o[:, g_idx])."""
+    spec = q.w_spec
+    scale_c, zero_c, g_idx = _column_params(q)
+    u = (torch.round(q.weight.float() / scale_c) + zero_c - spec.qmin).clamp(0, 2 ** spec.bits - 1)
+    return u, (q.w_zero - spec.qmin).float(), g_idx
+
+
+@torch.no_grad()
 def pack_codes(q: QuantLinear) -> dict:
     """Packed codes and parameters of a QuantLinear: qweight uint8 (out, in/2), scales, zeros (out, G), g_idx."""
     if not can_pack(q):
         raise ValueError(f"this layer cannot be packed: needs a weight quantized at <= {PACK_MAX_BITS} bits with "
                          "recorded scales (GPTQ/AWQ/RTN QuantLinear) and an even in_features")
-    spec = q.w_spec
-    scale_c, zero_c, g_idx = _column_params(q)
-    codes = torch.round(q.weight.float() / scale_c) + zero_c - spec.qmin  # (out, in)
-    codes = codes.clamp(0, 2 ** spec.bits - 1)
-    return {"qweight": pack_int4(codes), "scales": q.w_scale.float(), "zeros": (q.w_zero - spec.qmin).float(),
-            "g_idx": g_idx}
+    codes, zeros, g_idx = weight_codes(q)
+    return {"qweight": pack_int4(codes), "scales": q.w_scale.float(), "zeros": zeros, "g_idx": g_idx}
 
 
 def dequantize_packed(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,

@@ -38,19 +38,17 @@ INT4_GROUP_SIZES = (256, 128, 64, 32)  # what the int4 weight-pack kernels accep
 COMPUTE_DTYPES = ("bfloat16", "float32")
 
 
-def weight_codes(q: QuantLinear) -> tuple:
-    """Unsigned codes u = clamp(round(W_hat/s) + z - qmin, 0, 2^b - 1) (out, in), offsets o = z - qmin (out, G)
-    and the column -> group map; checks that s (u - o) gives back the stored weight."""
-    from .backends import _column_params
+def grid_codes(q: QuantLinear) -> tuple:
+    """`backends.weight_codes(q)` (codes u, offsets o, g_idx), checked: s (u - o) must give back the stored
+    weight, or the kernel would multiply something other than the fake-quant grid."""
+    from .backends import weight_codes
 
-    spec = q.w_spec
-    scale_c, zero_c, g_idx = _column_params(q)
-    u = (torch.round(q.weight.float() / scale_c) + zero_c - spec.qmin).clamp(0, 2 ** spec.bits - 1)
-    err = (scale_c * (u - (zero_c - spec.qmin)) - q.weight.float()).abs().max()
+    u, off, g_idx = weight_codes(q)
+    err = (q.w_scale[:, g_idx] * (u - off[:, g_idx]) - q.weight.float()).abs().max()
     if err > 1e-5 * q.weight.float().abs().max().clamp(min=1e-30):
         raise ValueError(f"the weight is not on the grid its w_scale/w_zero describe (max error {err:.3g}); "
                          "only layers quantized by dllmq methods can run on the kernel backend")
-    return u, (q.w_zero - spec.qmin).float(), g_idx
+    return u, off, g_idx
 
 
 def _act_spec(q: QuantLinear) -> Optional[QuantSpec]:
@@ -150,7 +148,7 @@ class Int8Linear(_KernelLinear):
         if spec.bits > 8 or q.w_scale.shape[1] != 1 or q.g_idx is not None:
             raise ValueError(f"w_spec={spec.describe()}: the int8 GEMM applies one weight scale per output channel; "
                              "allowed: w_bits <= 8, per-channel (no group_size, no act-order g_idx)")
-        u, off, _ = weight_codes(q)
+        u, off, _ = grid_codes(q)
         shift = 2 ** (spec.bits - 1)
         w = (u - shift)  # (out, in) in [-2^(b-1), 2^(b-1) - 1]
         s = q.w_scale[:, 0].float()
@@ -258,7 +256,7 @@ class Int4WeightLinear(_KernelLinear):
         if spec.bits > 4:
             raise ValueError(f"w_bits={spec.bits}: the int4 weight-pack kernel holds codes of <= 4 bits; weight-only "
                              "layers need w_bits <= 4 (8-bit weights need a_bits <= 8 for Int8Linear)")
-        u, off, g_idx = weight_codes(q)
+        u, off, g_idx = grid_codes(q)
         k, n_groups = q.in_features, q.w_scale.shape[1]
         scale = q.w_scale.float()
         if n_groups == 1:  # per-channel: the same scale repeated over kernel-sized groups

@@ -19,8 +19,9 @@ import importlib
 import sys
 from pathlib import Path
 
+from ..env import launch
 from .store import ResultStore, merge_stores
-from .sweep import dist_info, grid, parse_shard, run_sweep, shard_cells
+from .sweep import grid, parse_shard, run_sweep, shard_cells
 from .validate import read_grid_file
 
 SUBCOMMANDS = ("run", "list", "merge", "show", "repair")
@@ -105,7 +106,7 @@ def cmd_run(argv: list) -> int:
         return 0
     summary = run_sweep(cells, runner, store, shard=shard, shard_by=args.shard_by, keep_going=args.keep_going,
                         progress=not args.no_progress, desc=name)
-    if dist_info()[0] == 0:  # a data-parallel launch: one report, from the rank that wrote the store
+    if launch()[0] == 0:  # a data-parallel launch: one report, from the rank that wrote the store
         print(f"{summary} -> {store.path}")
     return 1 if summary.failed else 0
 

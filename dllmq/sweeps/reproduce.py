@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 from .store import ResultStore
-from .sweep import dist_info, run_sweep
+from ..env import launch
+from .sweep import run_sweep
 
 TABLE_NAMES = tuple(f"table{n}" for n in (1, 2, 3, 4, 5))
 
@@ -49,7 +50,7 @@ def reproduce(table: int, model: str, *, store: Optional[str] = None, limit=None
     store = ResultStore(store or default_store(table, cells[0].model))
     runner = runner or preset.runner(limit=limit, device=device)
     summary = run_sweep(cells, runner, store, shard=shard, progress=progress, desc=f"table{table}")
-    if dist_info()[0] > 0:
+    if launch()[0] > 0:
         return None, store
     if show:
         print(f"{summary} -> {store.path}")

@@ -149,24 +149,6 @@ def rows_from(result) -> list:
     return rows
 
 
-def dist_info() -> tuple:
-    """(rank, world_size) of a data-parallel launch (torchrun / `accelerate launch` set RANK, WORLD_SIZE)."""
-    from ..env import launch
-
-    rank, world, _ = launch()
-    return rank, world
-
-
-def barrier() -> None:
-    """Wait for every data-parallel process (no-op in a single process). The same torch.distributed group
-    serves the lm-eval model class (`DllmqLM`), whichever of the two starts it."""
-    from ..env import process_group
-
-    group = process_group()
-    if group is not None:
-        group.barrier()
-
-
 @dataclass
 class SweepSummary:
     total: int
@@ -201,7 +183,7 @@ def run_sweep(cells: Iterable[Cell], cell_fn: Callable, store: Union[str, Result
     rank 0 appends to the store, with `processes` (the world size) in each record's settings. A failure that
     hits one process only (out of memory) stops the launch: torchrun ends every process, and the rerun
     resumes."""
-    from ..env import broadcast
+    from ..env import barrier, broadcast, launch
     from .validate import validate_cells
 
     if not callable(cell_fn):
@@ -211,7 +193,7 @@ def run_sweep(cells: Iterable[Cell], cell_fn: Callable, store: Union[str, Result
                            builtin_runner=bool(getattr(cell_fn, "checks_cells", False)))  # unique, in order
     if shard is not None:
         cells = shard_cells(cells, *parse_shard(shard), by=shard_by)
-    rank, world = dist_info()
+    rank, world, _ = launch()
     if rank == 0:
         store.repair()  # one writer per store file: cut a torn tail left by a crash before appending
     # rank 0 decides what is done and every process runs the same cells, in the same order: each cell's

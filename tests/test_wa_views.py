@@ -89,3 +89,22 @@ def test_outlier_site_and_model_level(tiny_llada):
     table = lab.compare_recipes(model, ["rtn:w8a8", "rtn:w4a4"], _ids(seed=1), _ids(seed=2))
     assert list(table["recipe"]) == ["FP", "rtn:w8a8", "rtn:w4a4"]
     assert table["logits_error"].iloc[2] > table["logits_error"].iloc[1] > 0
+
+
+def test_compare_recipes_gives_calibration_only_to_methods_that_use_it(tiny_llada, monkeypatch):
+    """RTN is data-free: the comparison skips its calibration walk (same weights, a fraction of the time)."""
+    import dllmq.quant as Q
+    model, _ = tiny_llada
+    seen, real = {}, Q.quantize
+
+    def spy(m, recipe, calib=None, **kw):
+        seen[recipe.method] = calib
+        return real(m, recipe, calib, **kw)
+
+    monkeypatch.setattr(Q, "quantize", spy)
+    table = lab.compare_recipes(model, ["rtn:w4a4", "smoothquant:w4a4"], _ids(seed=1), _ids(seed=2))
+    assert seen["rtn"] is None and torch.equal(seen["smoothquant"], _ids(seed=1))
+    with_calib = real(model, "rtn:w4a4", _ids(seed=1))[0]
+    without = real(model, "rtn:w4a4")[0]
+    assert all(torch.equal(a, b) for a, b in zip(with_calib.state_dict().values(), without.state_dict().values()))
+    assert table["logits_error"].iloc[1] > 0

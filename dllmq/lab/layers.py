@@ -119,17 +119,20 @@ def _logits(model, ids):
 def compare_recipes(model, recipes: Sequence, calib: Optional[torch.Tensor], eval_ids: torch.Tensor,
                     perplexity: bool = False, tok=None) -> pd.DataFrame:
     """A quantized copy per recipe; relative logits error vs the FP model on `eval_ids` (+ next-token
-    perplexity for an autoregressive model). calib=None: each recipe draws its own calibration set (tok=)."""
-    from ..quant import Recipe, quantize
+    perplexity for an autoregressive model). calib=None: each recipe draws its own calibration set (tok=).
+    A data-free method (RTN) gets no calibration: with it, RTN only walks the blocks to measure layer errors,
+    which this table does not show, and the quantized weights are the same."""
+    from ..quant import Recipe, needs_calibration, quantize
 
     ref = _logits(model, eval_ids)
     rows = [{"recipe": "FP", "logits_error": 0.0}]
     if perplexity:
         rows[0]["perplexity"] = _ppl(ref, eval_ids)
     for r in recipes:
-        qmodel, report = quantize(model, Recipe.parse(r), calib, tok=tok)
+        recipe = Recipe.parse(r)
+        qmodel, report = quantize(model, recipe, calib if needs_calibration(recipe.method) else None, tok=tok)
         out = _logits(qmodel, eval_ids)
-        row = {"recipe": str(Recipe.parse(r)), "logits_error": relative_l2_error(ref, out), "seconds": report.total_time_s}
+        row = {"recipe": str(recipe), "logits_error": relative_l2_error(ref, out), "seconds": report.total_time_s}
         if perplexity:
             row["perplexity"] = _ppl(out, eval_ids)
         rows.append(row)

@@ -62,7 +62,7 @@ def test_code_reference_bodies_pass_their_tests():
     items = [coding.sample(rng, kind) for kind in coding.KINDS]
     runs = check_code_many([code_program(i.prompt, i.answer, i.tests) for i in items])
     assert [r.status for r in runs] == ["passed"] * len(items), [(i.kind, r.output) for i, r in zip(items, runs) if not r.passed]
-    assert all(i.tests.count("assert") == coding.N_TESTS for i in items if i.kind not in ("is_even",))
+    assert all(i.tests.count("assert") == coding.N_TESTS for i in items)
 
 
 def test_heldout_split_is_a_stable_tenth():
@@ -86,6 +86,28 @@ def test_training_stream_never_contains_a_tinybench_item():
             assert chunk not in test_prompts and not is_heldout(chunk)
         for chunk in re.findall(r'def \w+\([^)]*\):\n    """[^\n]*"""\n', text):
             assert chunk not in test_prompts and not is_heldout(chunk)
+
+
+def _doc_pattern(template: str) -> "re.Pattern":
+    """A docstring template of `coding` as a regex over filled-in docstrings."""
+    parts = re.split(r"\{\w\}", template)
+    return re.compile(r"[\w']+".join(map(re.escape, parts)))
+
+
+def test_training_code_rows_never_use_a_two_step_kind():
+    """The two-step code kinds are TinyBench only: no training row (SFT or pretraining) asks for one."""
+    two_step = [_doc_pattern(doc) for _, doc, _ in coding.TWO_STEP_SPECS.values()]
+    rng = random.Random(7)
+    bench_docs = [re.search(r'"""(.*)"""', coding.sample(rng, k).prompt).group(1) for k in coding.TWO_STEP_KINDS]
+    assert all(any(p.fullmatch(d) for p in two_step) for d in bench_docs)  # the patterns do recognise them
+    stream, seen = corpus.rows(seed=0), 0
+    for _ in range(3000):
+        row = next(stream)
+        for doc in re.findall(r'"""(.*)"""', row.prompt + row.answer):
+            seen += 1
+            assert not any(p.fullmatch(doc) for p in two_step), doc
+    assert seen > 300
+    assert {corpus.sample_item("code", rng).kind for _ in range(500)} <= set(coding.KINDS)
 
 
 def test_shipped_tinybench_matches_the_generator():

@@ -79,3 +79,61 @@ def test_card_command_is_portable():
 
     recipe = {"command": "python -m dllmq.tiny.train --seed 3 --out /tmp/run_a --checkpoint-every 500 --steps 40"}
     assert card.portable_command(recipe) == "python -m dllmq.tiny.train --seed 3 --out DIR --steps 40"
+
+
+def test_shipped_scores_were_measured_on_the_shipped_tinybench():
+    """Regenerating the test files without re-measuring the model card changes the fingerprint: caught here."""
+    from dllmq.tiny import card
+
+    assert SCORES["bench"] == card.bench_fingerprint()
+
+
+def test_bench_fingerprint_follows_the_files(tmp_path, monkeypatch):
+    import shutil
+
+    import dllmq.eval.tasks as tasks
+    from dllmq.tiny import card
+
+    for path in tasks.DATA_DIR.glob("*.jsonl"):
+        shutil.copy(path, tmp_path / path.name)
+    monkeypatch.setattr(tasks, "DATA_DIR", tmp_path)
+    same = card.bench_fingerprint()
+    assert same == SCORES["bench"]
+    (tmp_path / "math.jsonl").write_text((tmp_path / "math.jsonl").read_text().replace("#### 8", "#### 9", 1))
+    assert card.bench_fingerprint() != same
+
+
+def _run(command: str, bench: str, general: float) -> dict:
+    cats = {"general": {"value": general, "stderr": 0.03}}
+    return {"command": command, "seed": 0, "steps": 10, "device": "cpu", "threads": 1, "wall_minutes": 1.0,
+            "bench": bench, "categories": cats, "diff_points": {"general": round(100 * (general - 0.8), 1)}}
+
+
+def test_card_marks_reproductions_scored_on_another_tinybench(tmp_path):
+    """A row measured on an earlier TinyBench stays in the table, marked with a dagger and a footnote."""
+    import shutil
+
+    from dllmq.tiny import card
+
+    for name in ("config.json", "recipe.json"):
+        shutil.copy(TINY_ASSET_DIR / name, tmp_path / name)
+    scores = {"categories": {"general": {"value": 0.8, "stderr": 0.03}}, "tasks": {}, "eval_seconds": 1.0,
+              "threads": 1, "bench": "new"}
+    old, new = _run("train --seed 1", "old", 0.7), _run("train --seed 0", "new", 0.8)
+    text = card.write_card(str(tmp_path), {**scores, "reproductions": [new, old]})
+    rows = [line for line in text.splitlines() if line.startswith("| seed")]
+    assert len(rows) == 2 and "†" not in rows[0] and "†" in rows[1], rows
+    assert "† scored on an earlier version of TinyBench" in text and "fingerprint new" in text
+    only_new = card.write_card(str(tmp_path), {**scores, "reproductions": [new]})
+    assert "†" not in only_new
+
+
+def test_re_measuring_keeps_earlier_reproductions():
+    """A fresh comparison replaces the row of its own command and keeps the others."""
+    from dllmq.tiny import card
+
+    previous = [_run("train --seed 0", "old", 0.7), _run("train --seed 1", "old", 0.9)]
+    fresh = [_run("train --seed 0", "new", 0.8)]
+    merged = card.merge_reproductions(fresh, previous)
+    assert [(r["command"], r["bench"]) for r in merged] == [("train --seed 0", "new"), ("train --seed 1", "old")]
+    assert card.merge_reproductions([], previous) == previous

@@ -3,8 +3,9 @@
     python -m dllmq.tiny.bench --out dllmq/eval/data      (the files shipped with the package)
 
 Files: general.jsonl (multiple choice), math.jsonl, math_fewshot.jsonl (the pool lm-eval draws shots
-from), code.jsonl. Kinds are balanced; prompts are unique across all files; every prompt is held out
-(`items.is_heldout`), so none occurs in the training corpus.
+from), code.jsonl (two items of each one-step and each two-step kind, `coding.BENCH_KINDS`). Kinds are
+balanced; prompts are unique across all files; every prompt is held out (`items.is_heldout`), so none
+occurs in the training corpus.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Optional
 from . import arithmetic, coding, general
 from .items import Item, is_heldout
 
-SIZES = {"general": 150, "math": 72, "math_fewshot": 12, "code": 48}
+SIZES = {"general": 150, "math": 72, "math_fewshot": 12, "code": 114}
 SEED = 20250820
 MODULES = {"general": general, "math": arithmetic, "math_fewshot": arithmetic, "code": coding}
 
@@ -35,7 +36,7 @@ def _draw(module, kind: str, rng: random.Random, taken: set) -> Item:
 def build_split(name: str, n: int, rng: random.Random, taken: set) -> list:
     """`n` held-out items of split `name`, kinds balanced (round robin over the module's kinds)."""
     module = MODULES[name]
-    kinds = list(module.KINDS)
+    kinds = list(getattr(module, "BENCH_KINDS", module.KINDS))  # code: + the two-step kinds never trained on
     rng.shuffle(kinds)
     items = [_draw(module, kinds[i % len(kinds)], rng, taken) for i in range(n)]
     rows = []

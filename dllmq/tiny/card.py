@@ -23,6 +23,18 @@ SCORES = "scores.json"
 CARD = "MODEL_CARD.md"
 
 
+def bench_fingerprint() -> str:
+    """First 12 hex digits of the SHA-256 of the shipped TinyBench files: which test set a score is on."""
+    import hashlib
+
+    from ..eval.tasks import DATA_DIR
+
+    digest = hashlib.sha256()
+    for path in sorted(DATA_DIR.glob("*.jsonl")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def measure(model_dir: str, tasks=("tinybench_all",), limit=None) -> dict:
     """Full-precision TinyBench of the model in `model_dir` (fp32, CPU): per task and per category."""
     from ..eval import category_summary, evaluate
@@ -39,6 +51,7 @@ def measure(model_dir: str, tasks=("tinybench_all",), limit=None) -> dict:
         "categories": {r.category: {"value": round(r.value, 4), "stderr": round(r.stderr, 4)}
                        for r in category_summary(table).itertuples()},
         "eval_seconds": round(seconds, 1), "limit": limit, "threads": torch.get_num_threads(),
+        "bench": bench_fingerprint(),
     }
 
 
@@ -49,12 +62,21 @@ def _size_mb(model_dir: Path) -> float:
 def reproduction(run_dir: str, shipped: dict, limit=None) -> dict:
     """Scores of another training run of the recipe and their differences (points) to `shipped`."""
     recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
-    cats = measure(run_dir, tasks=("tinybench",), limit=limit)["categories"]
-    return {"command": recipe["command"], "seed": recipe["seed"], "steps": recipe["steps"],
+    measured = measure(run_dir, tasks=("tinybench",), limit=limit)
+    cats = measured["categories"]
+    return {"bench": measured["bench"], "command": recipe["command"], "seed": recipe["seed"], "steps": recipe["steps"],
             "device": recipe["device"], "threads": recipe["threads"], "torch": recipe["torch"],
             "wall_minutes": round(recipe["wall_time_s"] / 60, 1), "categories": cats,
             "diff_points": {c: round(100 * (v["value"] - shipped["categories"][c]["value"]), 1)
                             for c, v in cats.items() if c in shipped["categories"]}}
+
+
+def merge_reproductions(fresh: list, previous: list) -> list:
+    """The new comparisons, then the earlier ones of other commands: a re-measure never drops a row.
+
+    Earlier rows keep their own `bench` fingerprint, so the card can mark the ones scored on another TinyBench."""
+    commands = {r["command"] for r in fresh}
+    return list(fresh) + [r for r in previous if r["command"] not in commands]
 
 
 def _reproductions_section(scores: dict) -> str:
@@ -65,13 +87,18 @@ def _reproductions_section(scores: dict) -> str:
     cats = list(scores["categories"])
     head = "| run | " + " | ".join(cats) + " | wall |\n|---|" + "---|" * (len(cats) + 1)
     shipped = "| shipped | " + " | ".join(f"{100 * scores['categories'][c]['value']:.1f}" for c in cats) + " | |"
-    lines = [f"| seed {r['seed']}, {r['steps']} steps, {r['device']} ({r['threads']} thr.) | "
+    earlier = [r for r in runs if r.get("bench") != scores.get("bench")]
+    mark = lambda r: " †" if r in earlier else ""
+    lines = [f"| seed {r['seed']}, {r['steps']} steps, {r['device']} ({r['threads']} thr.){mark(r)} | "
              + " | ".join(f"{100 * r['categories'][c]['value']:.1f} ({r['diff_points'][c]:+.1f})" for c in cats)
              + f" | {r['wall_minutes']} min |" for r in runs]
     worst = max(abs(d) for r in runs for d in r["diff_points"].values())
     return ("## Reproducibility (measured)\nOther runs of the training command, scored the same way; in brackets\n"
             f"the difference to the shipped model in points (largest: {worst:.1f}).\n\n"
-            + "\n".join([head, shipped, *lines]) + "\n\n" + "\n".join(f"- `{portable_command(r)}`" for r in runs) + "\n")
+            + "\n".join([head, shipped, *lines]) + "\n\n" + "\n".join(f"- `{portable_command(r)}`" for r in runs) + "\n"
+            + ("\n† scored on an earlier version of TinyBench than the shipped row (bench fingerprint "
+               f"{scores.get('bench')} now): its differences are to the shipped model's scores on that version.\n"
+               if earlier else ""))
 
 
 HISTORY = "## History"
@@ -168,11 +195,14 @@ def main(argv: Optional[list] = None) -> int:
                         help="another training run of the recipe to score for the reproducibility table")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    scores_path = Path(args.model) / SCORES
     scores = measure(args.model, tasks=("tinybench",), limit=args.limit)
     fewshot = measure(args.model, tasks=("tinybench_math_fewshot",), limit=args.limit)
     scores["tasks"].update(fewshot["tasks"])
-    scores["reproductions"] = [reproduction(run, scores, args.limit) for run in args.compare]
-    (Path(args.model) / SCORES).write_text(json.dumps(scores, indent=2) + "\n")
+    fresh = [reproduction(run, scores, args.limit) for run in args.compare]
+    previous = json.loads(scores_path.read_text()).get("reproductions", []) if scores_path.is_file() else []
+    scores["reproductions"] = merge_reproductions(fresh, previous)
+    scores_path.write_text(json.dumps(scores, indent=2) + "\n")
     write_card(args.model, scores)
     print(json.dumps(scores, indent=2))
     return 0

@@ -8,6 +8,9 @@ The prompt is a signature and a docstring; the model writes the one-line body:
 
 Each spec is a template (`SPECS`) over an argument of one type (number, two numbers, list, string)
 and small constants; the hidden tests compare the call on random inputs with the reference body.
+The corpus trains one-step kinds (`SPECS`); TinyBench adds two-step kinds (`TWO_STEP_SPECS`: a condition
+inside a loop, a loop inside a reduction, a choice between two values) that are never trained on, so the
+code score has headroom below 100% and shows whether quantization costs the model its composition.
 """
 from __future__ import annotations
 
@@ -56,19 +59,50 @@ SPECS = {
     "starts": ("str", "Return True if {a} starts with '{c}'.", "{a}.startswith('{c}')"),
     "count_char": ("str", "Return how many times '{c}' appears in {a}.", "{a}.count('{c}')"),
 }
-KINDS = tuple(SPECS)
-N_TESTS = 5
+# Two steps (a condition inside a loop, a loop inside a reduction, a choice between two values), built from
+# the pieces above. Never in the training corpus: TinyBench only, so they measure composition, not recall.
+TWO_STEP_SPECS = {
+    "sum_gt": ("list", "Return the sum of the numbers in {a} that are greater than {k}.",
+               "sum([v for v in {a} if v > {k}])"),
+    "sum_even": ("list", "Return the sum of the even numbers in {a}.", "sum([v for v in {a} if v % 2 == 0])"),
+    "count_even": ("list", "Return how many numbers in {a} are even.", "len([v for v in {a} if v % 2 == 0])"),
+    "count_lt": ("list", "Return how many numbers in {a} are smaller than {k}.", "len([v for v in {a} if v < {k}])"),
+    "filter_lt": ("list", "Return the numbers in {a} that are smaller than {k}.", "[v for v in {a} if v < {k}]"),
+    "filter_odd": ("list", "Return the odd numbers in {a}.", "[v for v in {a} if v % 2 == 1]"),
+    "map_square": ("list", "Return a list with each number in {a} squared.", "[v * v for v in {a}]"),
+    "sum_squares": ("list", "Return the sum of the squares of the numbers in {a}.", "sum([v * v for v in {a}])"),
+    "filter_map": ("list", "Return each number in {a} that is greater than {k}, times {j}.",
+                   "[v * {j} for v in {a} if v > {k}]"),
+    "spread": ("list", "Return the largest number in {a} minus the smallest.", "max({a}) - min({a})"),
+    "all_gt": ("list", "Return True if every number in {a} is greater than {k}.", "all([v > {k} for v in {a}])"),
+    "contains": ("list", "Return True if {k} is in {a}.", "{k} in {a}"),
+    "head": ("list", "Return the first {k} items of {a}.", "{a}[:{k}]"),
+    "cap": ("num", "Return {a}, but at most {k}.", "min({a}, {k})"),
+    "floor": ("num", "Return {a}, but at least {k}.", "max({a}, {k})"),
+    "step": ("num", "Return 1 if {a} is greater than {k}, else 0.", "1 if {a} > {k} else 0"),
+    "round_even": ("num", "Return {a} if it is even, else {a} plus 1.", "{a} if {a} % 2 == 0 else {a} + 1"),
+    "triangle": ("num", "Return the sum of the numbers from 1 to {a}.", "sum(range(1, {a} + 1))"),
+    "distance": ("pair", "Return the distance between {a} and {b}.", "abs({a} - {b})"),
+    "mirror": ("str", "Return {a} followed by {a} reversed.", "{a} + {a}[::-1]"),
+}
+KINDS = tuple(SPECS)  # what the training corpus draws from
+TWO_STEP_KINDS = tuple(TWO_STEP_SPECS)
+BENCH_KINDS = KINDS + TWO_STEP_KINDS  # what TinyBench's code split draws from
+ALL_SPECS = {**SPECS, **TWO_STEP_SPECS}
+N_TESTS = 8
 
 
 def _args(kind: str, rng: random.Random) -> tuple:
     """(argument names, constants) for one spec instance."""
-    argtype = SPECS[kind][0]
+    argtype = ALL_SPECS[kind][0]
     if argtype == "pair":
         names = tuple(rng.choice((("a", "b"), ("x", "y"), ("m", "n"), ("p", "q"))))
     else:
         names = (rng.choice({"num": NUM_ARGS, "list": LIST_ARGS, "str": STR_ARGS}[argtype]),)
-    if kind in ("prefix", "suffix", "repeat"):
+    if kind in ("prefix", "suffix", "repeat", "head"):
         k = rng.randint(2, 4)
+    elif kind == "all_gt":  # small, so that both outcomes occur on random lists
+        k = rng.randint(0, 3)
     elif kind in ("mod", "divisible"):
         k = rng.randint(2, 9)
     else:
@@ -93,12 +127,13 @@ def _tests(name: str, source: str, argtype: str, rng: random.Random) -> str:
     exec(compile(source, "<reference>", "exec"), namespace)  # our own template code, not model output
     fn = namespace[name]
     cases = {}  # assert line -> expected value
-    for _ in range(60):
+    for attempt in range(120):
         inputs = _input(argtype, rng)
         expected = fn(*[list(x) if isinstance(x, list) else x for x in inputs])
         line = f"assert {name}({', '.join(repr(x) for x in inputs)}) == {expected!r}"
         both = not isinstance(expected, bool) or {v for v in cases.values() if isinstance(v, bool)} | {expected} == {True, False}
-        wanted = len(cases) < N_TESTS - 1 or both  # the last slot goes to a missing predicate outcome
+        # the last slot goes to a missing predicate outcome, if one turns up in 60 draws
+        wanted = len(cases) < N_TESTS - 1 or both or attempt >= 60
         if line not in cases and wanted:
             cases[line] = expected
         if len(cases) == N_TESTS:
@@ -107,11 +142,11 @@ def _tests(name: str, source: str, argtype: str, rng: random.Random) -> str:
 
 
 def sample(rng: random.Random, kind: str = None, with_tests: bool = True) -> Item:
-    """One code item of `kind` (default: a kind drawn uniformly); answer = the indented body line."""
+    """One code item of `kind` (default: a training kind drawn uniformly); answer = the indented body line."""
     kind = kind or rng.choice(KINDS)
-    if kind not in SPECS:
-        raise ValueError(f"kind={kind!r} is unknown; allowed: {', '.join(KINDS)}")
-    argtype, doc, body = SPECS[kind]
+    if kind not in ALL_SPECS:
+        raise ValueError(f"kind={kind!r} is unknown; allowed: {', '.join(BENCH_KINDS)}")
+    argtype, doc, body = ALL_SPECS[kind]
     names, consts = _args(kind, rng)
     fill = dict(a=names[0], b=names[-1], **consts)
     name = rng.choice(FUNC_NAMES)

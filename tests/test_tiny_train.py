@@ -88,7 +88,7 @@ def test_corpus_config_and_drill_rows():
     import random
 
     from dllmq.tiny.corpus import CorpusConfig, drill_text, rows
-    stream = rows(0, CorpusConfig(drill_share=1.0, pretrain_share=0.0))
+    stream = rows(0, CorpusConfig(drill_share=1.0, pretrain_share=0.0, fact_share=0.0))
     row = next(stream)
     assert row.task == "drill" and row.prompt == "" and "Question" not in row.answer
     for a, op, b, c in __import__("re").findall(r"(\d+)([-+*/])(\d+)=(\d+)\.", drill_text(random.Random(0), 8)):
@@ -99,6 +99,41 @@ def test_corpus_config_and_drill_rows():
         CorpusConfig(mix={"poetry": 1.0})
     with pytest.raises(ValueError, match="drill_share"):
         CorpusConfig(drill_share=1.5)
+    with pytest.raises(ValueError, match="fact_share"):
+        CorpusConfig(fact_share=0.9)  # with the default pretraining share, more than all rows
+
+
+def test_fact_rows_show_the_operands_and_mask_only_the_results():
+    """A fact row chains worked steps of training problems: operands never masked, results maskable."""
+    import random
+    import re
+
+    from dllmq.tiny.corpus import CorpusConfig, Row, fact_row, rows
+    from dllmq.tiny.tokenizer import build_tiny_tokenizer
+    from dllmq.tiny.train import encode_row
+
+    ops = {"+": int.__add__, "-": int.__sub__, "*": int.__mul__, "/": int.__floordiv__}
+    rng, seen, tok = random.Random(0), set(), build_tiny_tokenizer()
+    for _ in range(50):
+        row = fact_row(rng, 5)
+        assert len(row.pieces) == 10 and [m for _, m in row.pieces] == [False, True] * 5
+        for (operands, _), (result, _) in zip(row.pieces[::2], row.pieces[1::2]):
+            a, op, b = re.fullmatch(r" (\d+)([-+*/])(\d+)=", operands).groups()
+            assert result == f"{ops[op](int(a), int(b))}."
+            seen.add(op)
+        ids, maskable = encode_row(tok, row)
+        text = "".join(t for t, _ in row.pieces)
+        assert ids == tok(text, add_special_tokens=False)["input_ids"]  # same tokens as the joined text
+        targets = tok.decode([i for i, m in zip(ids, maskable) if m])
+        assert targets == "".join(r for r, _ in row.pieces[1::2])  # digits are single tokens: one per character
+        assert sum(maskable) == len(targets)
+    assert seen == set(ops)  # every kind of step occurs
+    stream = rows(1, CorpusConfig(fact_share=1.0, pretrain_share=0.0))
+    assert all(next(stream).task == "fact" for _ in range(20))
+    # an ordinary row: the prompt is never masked, the answer and its EOS padding are
+    ids, maskable = encode_row(tok, Row("Question: 1?\nAnswer:", " yes", 2, "general"))
+    n_prompt = len(tok("Question: 1?\nAnswer:", add_special_tokens=False)["input_ids"])
+    assert maskable == [False] * n_prompt + [True] * (len(ids) - n_prompt) and ids[-2:] == [2, 2]
 
 
 @pytest.mark.slow

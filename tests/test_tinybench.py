@@ -56,6 +56,20 @@ def test_card_records_a_reproduction_run(tmp_path):
     assert "No second training run" in card.write_card(str(tmp_path), shipped)
 
 
+def test_card_reads_the_decoding_from_the_task_config(monkeypatch):
+    """The card's decoding line follows the TinyBench task config instead of repeating its numbers."""
+    from dllmq.eval.tasks import TASKS
+    from dllmq.tiny import card
+
+    math = TASKS["tinybench_math"].config["generation_kwargs"]
+    assert card._decoding("tinybench_math") == (f"{math['max_gen_toks']} tokens, {math['steps']} steps, "
+                                                f"blocks of {math['block_length']}")
+    code = TASKS["tinybench_code"].config["generation_kwargs"]
+    assert card._decoding("tinybench_code") == f"{code['max_gen_toks']} tokens, {code['steps']} steps, one block"
+    monkeypatch.setitem(math, "max_gen_toks", 48)
+    assert card._decoding("tinybench_math").startswith("48 tokens")
+
+
 def test_card_keeps_its_hand_written_history(tmp_path):
     """Regenerating the card keeps the `## History` section written by hand, and only once."""
     import shutil

@@ -104,6 +104,15 @@ def _reproductions_section(scores: dict) -> str:
 HISTORY = "## History"
 
 
+def _decoding(task: str) -> str:
+    """How a TinyBench generation task decodes, read from its task config (e.g. "40 tokens, 20 steps, blocks of 8")."""
+    from ..eval.tasks import TASKS
+
+    g = TASKS[task].config["generation_kwargs"]
+    blocks = "one block" if g["block_length"] >= g["max_gen_toks"] else f"blocks of {g['block_length']}"
+    return f"{g['max_gen_toks']} tokens, {g['steps']} steps, {blocks}"
+
+
 def portable_command(recipe: dict) -> str:
     """The recorded training command with its output directory written as DIR and without snapshot saving
     (neither changes the weights)."""
@@ -172,8 +181,8 @@ Held-out test sets shipped in `dllmq/eval/data/` (no test prompt occurs in the t
 |---|---|---|---|
 {rows}
 
-Decoding: general = exact one-token likelihood of each choice; math = 32 tokens, 16 steps, blocks of 8,
-low-confidence remasking; code = 24 tokens, 12 steps, one block. Whole TinyBench (`tinybench`, no few-shot
+Decoding: general = exact one-token likelihood of each choice; math = {_decoding("tinybench_math")},
+low-confidence remasking; code = {_decoding("tinybench_code")}. Whole TinyBench (`tinybench`, no few-shot
 task) took {scores['eval_seconds']:.0f} s on a CPU shared with other jobs ({platform.machine()}, {scores['threads']} threads).
 Measure again with `python -m dllmq.tiny.card --model dllmq/tiny/assets`.
 

@@ -6,6 +6,12 @@ Rows come in two styles, as in LLaDA's recipe (arXiv 2502.09992):
   * Pretraining rows: several solved items joined by blank lines; every token may be masked.
     Optional "drill" rows are pretraining rows of bare worked equations ("17-9=8. 7*8=56. ..."), the
     arithmetic of many word problems packed densely (no question text, so no prompt at all).
+  * Optional fact rows: worked equations of training problems, one after the other, in which only the
+    results may be masked (" 9+24=[33.] 7*8=[56.] ..."). In an SFT row whose answer is masked at rate p,
+    the operands of a step are all visible while its result is masked only about 1 time in 56 (six
+    operand digits unmasked, the result masked: the integral of p (1 - p)^6); yet that is the situation
+    at decoding, where the operands are committed first. Fact rows show it in every batch (tried, not
+    in the shipped recipe: docs/DEVLOG.md, 2026-12-07).
 The proportions are a `CorpusConfig` (recorded in each training run's recipe.json).
 Every prompt is drawn until it is *not* held out (`items.is_heldout`), so no TinyBench item is ever
 trained on.
@@ -13,6 +19,7 @@ trained on.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, Optional
 
@@ -22,6 +29,7 @@ from .items import Item, is_heldout
 TASKS = {"general": general, "math": arithmetic, "code": coding}
 MIX = {"general": 0.25, "math": 0.55, "code": 0.2}  # share of SFT rows per task (math needs the most)
 PRETRAIN_SHARE = 0.15
+FACT_SHARE = 0.0  # of all rows (4-8 equations each); 0 in the shipped recipe
 FEWSHOT_SHARE = 0.1  # of math rows
 MAX_EOS_PAD = {"general": 2, "math": 18, "code": 14}  # answer region = answer + U{0..pad} EOS
 
@@ -44,32 +52,37 @@ def _task(rng: random.Random, mix: Optional[dict] = None) -> str:
 
 @dataclass
 class Row:
-    """One training row as text: `prompt` is never masked; `answer` is; `n_eos` EOS tokens follow."""
+    """One training row as text: `prompt` is never masked; `answer` is; `n_eos` EOS tokens follow.
+
+    `pieces`, when given, replaces prompt and answer: (text, maskable) parts in order (fact rows)."""
 
     prompt: str
     answer: str
     n_eos: int
     task: str
+    pieces: tuple = ()
 
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    """Row proportions. Shares are of all rows (drill, then pretraining, else SFT by `mix`)."""
+    """Row proportions. Shares are of all rows (drill, fact, then pretraining, else SFT by `mix`)."""
 
     mix: dict = field(default_factory=lambda: dict(MIX))
     pretrain_share: float = PRETRAIN_SHARE
     fewshot_share: float = FEWSHOT_SHARE
     drill_share: float = 0.0
+    fact_share: float = FACT_SHARE
     max_eos_pad: dict = field(default_factory=lambda: dict(MAX_EOS_PAD))
 
     def __post_init__(self):
         if set(self.mix) - set(TASKS) or not self.mix or min(self.mix.values()) < 0:
             raise ValueError(f"mix={self.mix!r}: keys must be among {sorted(TASKS)} with weights >= 0")
-        for name in ("pretrain_share", "fewshot_share", "drill_share"):
+        for name in ("pretrain_share", "fewshot_share", "drill_share", "fact_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
-        if self.pretrain_share + self.drill_share > 1:
-            raise ValueError(f"pretrain_share + drill_share = {self.pretrain_share + self.drill_share} must be <= 1")
+        shares = self.pretrain_share + self.drill_share + self.fact_share
+        if shares > 1:
+            raise ValueError(f"pretrain_share + drill_share + fact_share = {shares} must be <= 1")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -80,13 +93,27 @@ def drill_text(rng: random.Random, n_items: int) -> str:
     return " ".join(sample_item("math", rng).answer.split("\n")[0].strip() for _ in range(n_items))
 
 
+_STEP = re.compile(r"(\d+[-+*/]\d+=)(\d+\.)")
+
+
+def fact_row(rng: random.Random, n_steps: int) -> Row:
+    """`n_steps` worked steps of training math problems; operands visible, only the results maskable."""
+    pieces = []
+    for _ in range(n_steps):
+        operands, result = rng.choice(_STEP.findall(sample_item("math", rng).answer))
+        pieces += [(" " + operands, False), (result, True)]
+    return Row("", "", 0, "fact", tuple(pieces))
+
+
 def sample_row(rng: random.Random, config: Optional[CorpusConfig] = None) -> Row:
-    """Draw one training row (SFT, pretraining or drill style)."""
+    """Draw one training row (SFT, pretraining, drill or fact style)."""
     config = config or CorpusConfig()
     u = rng.random()
     if u < config.drill_share:
         return Row("", drill_text(rng, rng.randint(6, 10)), 1, "drill")
-    if u < config.drill_share + config.pretrain_share:
+    if u < config.drill_share + config.fact_share:
+        return fact_row(rng, rng.randint(4, 8))
+    if u < config.drill_share + config.fact_share + config.pretrain_share:
         texts = [sample_item(_task(rng, config.mix), rng).text for _ in range(rng.randint(2, 3))]
         return Row("", "\n\n".join(texts), 1, "pretrain")
     task = _task(rng, config.mix)

@@ -44,11 +44,18 @@ def tiny_llada_config(vocab_size: int, **overrides) -> LLaDAConfig:
 
 
 def encode_row(tok, row: Row) -> tuple:
-    """(token ids, prompt length): the prompt and the answer are tokenized separately, as at inference."""
-    prompt = tok(row.prompt, add_special_tokens=False)["input_ids"] if row.prompt else []
-    answer = tok(row.answer, add_special_tokens=False)["input_ids"] + [EOS_ID] * row.n_eos
-    ids = (prompt + answer)[:MAX_LEN]
-    return ids, min(len(prompt), len(ids) - 1)
+    """(token ids, maskable flags): each part is tokenized on its own, as prompt and answer are at inference."""
+    encode = lambda text: tok(text, add_special_tokens=False)["input_ids"] if text else []  # noqa: E731
+    pieces = row.pieces or ((row.prompt, False), (row.answer, True))
+    ids, maskable = [], []
+    for text, can_mask in pieces:
+        part = encode(text)
+        ids += part
+        maskable += [can_mask] * len(part)
+    ids, maskable = (ids + [EOS_ID] * row.n_eos)[:MAX_LEN], (maskable + [True] * row.n_eos)[:MAX_LEN]
+    if not any(maskable):  # a prompt longer than MAX_LEN: keep its last token as the one target
+        maskable[-1] = True
+    return ids, maskable
 
 
 def batches(tok, seed: int, token_budget: int, pool: int = 512,
@@ -58,11 +65,11 @@ def batches(tok, seed: int, token_budget: int, pool: int = 512,
     while True:
         encoded = sorted((encode_row(tok, next(stream)) for _ in range(pool)), key=lambda e: len(e[0]))
         groups, current = [], []
-        for ids, plen in encoded:
+        for ids, can_mask in encoded:
             if current and (len(current) + 1) * len(ids) > token_budget:
                 groups.append(current)
                 current = []
-            current.append((ids, plen))
+            current.append((ids, can_mask))
         groups.append(current)
         rng.shuffle(groups)
         for group in groups:
@@ -70,9 +77,9 @@ def batches(tok, seed: int, token_budget: int, pool: int = 512,
             input_ids = torch.full((len(group), T), PAD_ID, dtype=torch.long)
             maskable = torch.zeros((len(group), T), dtype=torch.bool)
             attention = torch.zeros((len(group), T), dtype=torch.long)
-            for i, (ids, plen) in enumerate(group):  # right padding; pads are never attended nor masked
+            for i, (ids, can_mask) in enumerate(group):  # right padding; pads are never attended nor masked
                 input_ids[i, :len(ids)] = torch.tensor(ids)
-                maskable[i, plen:len(ids)] = True
+                maskable[i, :len(ids)] = torch.tensor(can_mask)
                 attention[i, :len(ids)] = 1
             yield input_ids, maskable, attention
 
@@ -160,6 +167,7 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--mix", default=None, help="SFT task weights, e.g. general=0.3,math=0.5,code=0.2")
     parser.add_argument("--pretrain-share", type=float, default=None, help="share of pretraining rows")
     parser.add_argument("--drill-share", type=float, default=None, help="share of arithmetic drill rows")
+    parser.add_argument("--fact-share", type=float, default=None, help="share of fact rows (operands -> result)")
     args = parser.parse_args(argv)
     overrides = {}
     try:
@@ -169,6 +177,8 @@ def main(argv: Optional[list] = None) -> int:
             overrides["pretrain_share"] = args.pretrain_share
         if args.drill_share is not None:
             overrides["drill_share"] = args.drill_share
+        if args.fact_share is not None:
+            overrides["fact_share"] = args.fact_share
         corpus_config = CorpusConfig(**overrides)
     except ValueError as exc:
         parser.error(f"corpus options: {exc} (--mix format: general=0.3,math=0.5,code=0.2)")

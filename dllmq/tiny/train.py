@@ -168,6 +168,8 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--pretrain-share", type=float, default=None, help="share of pretraining rows")
     parser.add_argument("--drill-share", type=float, default=None, help="share of arithmetic drill rows")
     parser.add_argument("--fact-share", type=float, default=None, help="share of fact rows (operands -> result)")
+    parser.add_argument("--visible-work-share", type=float, default=None,
+                        help="share of math SFT rows whose worked operands stay visible (only results masked)")
     args = parser.parse_args(argv)
     overrides = {}
     try:
@@ -179,6 +181,8 @@ def main(argv: Optional[list] = None) -> int:
             overrides["drill_share"] = args.drill_share
         if args.fact_share is not None:
             overrides["fact_share"] = args.fact_share
+        if args.visible_work_share is not None:
+            overrides["visible_work_share"] = args.visible_work_share
         corpus_config = CorpusConfig(**overrides)
     except ValueError as exc:
         parser.error(f"corpus options: {exc} (--mix format: general=0.3,math=0.5,code=0.2)")

